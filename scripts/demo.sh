@@ -1,38 +1,36 @@
 #!/usr/bin/env bash
-# The README's first command. Until the daemon lands, it builds moed's model tool and walks a
-# model's life on the CPU: convert a Hugging Face checkpoint, synthesize the tiny demo model with the
-# Qwen3.5 tokenizer, inspect it, quantize, build a Phase Twin file (IQ3_A770 experts + Q4_K
-# experts), plan a VRAM budget over it, prune it, and load a phase reading only its bytes.
+# The README's first command: installs what moed needs, builds it, makes the demo model, and runs
+# `moed` in the foreground on the CPU, serving the OpenAI API on 127.0.0.1:8080 with two worker
+# stages. Ctrl-C (SIGINT) drains and stops it.
+#
+# The demo model is made by moed's own `moed-model synth`: the Qwen3.5-MoE architecture at a tiny
+# size with RANDOM weights, and the real Qwen3.5 tokenizer and chat template shipped in the repo.
+# Its answers are therefore gibberish; everything around them (tokenizer, template, reasoning and
+# tool-call parsing, streaming, batching, workers, metrics) is the real thing. Serve a real GGUF
+# with: build/daemon/moed --config configs/examples/cpu-demo.yaml --model /path/to/model.gguf
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target moed-model
+cmake --build build -j"$(nproc)" --target moed moed-worker moed-model moectl 2>/dev/null ||
+  cmake --build build -j"$(nproc)" --target moed moed-worker moed-model
 
-m=build/tools/moed-model
-out=build/demo
-mkdir -p "$out"
-vocab=tests/data/text/vocab/ggml-vocab-qwen35.gguf
-template=tests/data/text/templates/qwen3.5-chat-template.jinja
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+model=build/demo/tiny-q4_k.gguf
+if [ ! -f "$model" ]; then
+  mkdir -p build/demo
+  build/tools/moed-model synth "$model" --preset tiny --experts Q4_K --rest Q8_0 \
+    --vocab tests/data/text/vocab/ggml-vocab-qwen35.gguf \
+    --chat-template tests/data/text/templates/qwen3.5-chat-template.jinja
+fi
 
-step "convert the tiny-b Hugging Face checkpoint to GGUF (bf16), then quantize it to Q8_0"
-"$m" convert tests/data/qwen35moe-tiny/tiny-b "$out/tiny-b-bf16.gguf" --outtype bf16
-"$m" quantize "$out/tiny-b-bf16.gguf" "$out/tiny-b-q8_0.gguf" --type Q8_0 2>/dev/null
-"$m" info "$out/tiny-b-q8_0.gguf" | sed -n '/tensors by type/,$p'
+cat <<'HELP'
 
-step "synthesize the tiny demo model twice: Q4_K experts and IQ3_A770 experts (same seed)"
-"$m" synth "$out/tiny-q4_k.gguf" --preset tiny --experts Q4_K --rest Q8_0 --vocab "$vocab" --chat-template "$template"
-"$m" synth "$out/tiny-iq3.gguf" --preset tiny --experts IQ3_A770 --rest Q8_0 --vocab "$vocab" --chat-template "$template"
+moed is starting on http://127.0.0.1:8080 (Ctrl-C to stop). In another terminal:
+  curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
+    -d '{"model":"moed-demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
+  curl -s localhost:8080/metrics | grep ^moed_
+  build/daemon/moed --config configs/examples/cpu-demo.yaml --dry-run    # the plan
 
-step "merge them into one Phase Twin file, experts ranked down-projections first"
-for l in 0 1 2 3; do for t in down gate up; do echo "blk.$l.ffn_${t}_exps.weight"; done; done > "$out/ranking.txt"
-"$m" twin "$out/tiny-iq3.gguf" "$out/tiny-q4_k.gguf" "$out/tiny-twin.gguf" --ranking "$out/ranking.txt"
-"$m" info "$out/tiny-twin.gguf" --budget-mb 86 | sed -n '/tensor variants/,/^architecture/p'
-
-step "materialise the 86 MiB budget as a plain GGUF, and load phase 1 of the twin as a worker would"
-"$m" prune "$out/tiny-twin.gguf" "$out/tiny-86mb.gguf" --budget-mb 86
-"$m" load "$out/tiny-twin.gguf" --variant 1
-echo
-echo "files are in $out/; 'build/tools/moed-model --help' lists every subcommand"
+HELP
+exec build/daemon/moed --config configs/examples/cpu-demo.yaml

@@ -10,6 +10,8 @@ bash scripts/install-deps.sh
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
+# The end-to-end tests drive the gateway with the official openai npm client (gateway_e2e_test).
+(cd tests/e2e && npm ci --no-audit --no-fund)
 (cd build && ctest --output-on-failure -j"$jobs")
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DMOED_FUZZ=ON \

@@ -13,6 +13,7 @@ namespace moed::text {
 namespace {
 
 using Json = nlohmann::ordered_json;
+using jinja::JsonDepth;
 using jinja::Value;
 
 // OpenAI clients send tool-call arguments as a JSON string; templates expect an object.
@@ -88,6 +89,11 @@ absl::StatusOr<std::string> ChatTemplate::Render(const Json& input) const {
   if (!input.is_object()) return absl::InvalidArgumentError("chat input must be a JSON object");
   if (!input.contains("messages") || !input["messages"].is_array()) {
     return absl::InvalidArgumentError("chat input needs a \"messages\" array");
+  }
+  constexpr int kMaxInputDepth = 64;
+  if (JsonDepth(input, kMaxInputDepth) > kMaxInputDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat input is nested deeper than ", kMaxInputDepth, " levels"));
   }
   const Json messages = NormalizeToolCalls(input["messages"]);
   if (template_ == nullptr) {

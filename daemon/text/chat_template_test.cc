@@ -146,6 +146,9 @@ TEST(ChatTemplateTest, HostileTemplatesHitLimitsNotTheMachine) {
       "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}",
       "{{ range(1000000000)|length }}",
       "{% for i in range(100000) %}{{ 'abcdefghij' * 10 }}{% endfor %}",
+      "{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+      "{% set ns = namespace() %}{% set ns.self = ns %}{{ ns }}",
+      "{% set ns = namespace() %}{% set ns.l = [ns] %}",
   };
   for (const char* src : bombs) {
     ChatTemplateOptions o;
@@ -163,6 +166,15 @@ TEST(ChatTemplateTest, HostileTemplatesHitLimitsNotTheMachine) {
   EXPECT_FALSE(ChatTemplate::Parse(deep_blocks).ok());
   std::string neg = "{{ " + std::string(100000, '-') + "1 }}";
   EXPECT_FALSE(ChatTemplate::Parse(neg).ok());
+  // Deeply nested input JSON is refused before it is converted.
+  std::string deep_json = std::string(1000, '[') + std::string(1000, ']');
+  Json nested = Json::parse(deep_json, nullptr, false);
+  if (!nested.is_discarded()) {
+    auto t = ChatTemplate::Parse("{{ messages }}");
+    auto out = (*t)->Render(Json{{"messages", Json::array({nested})}});
+    EXPECT_FALSE(out.ok());
+    EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr("nested deeper"));
+  }
 }
 
 TEST(ChatTemplateTest, InputErrors) {

@@ -67,6 +67,7 @@ class ToolCallParser {
   std::string pending_;
   bool in_call_ = false;
   std::string held_space_;  // content whitespace that may precede a <tool_call>
+  bool after_call_ = false;  // whitespace right after a call is dropped
   std::vector<ToolCall> calls_;
   uint64_t rng_;
 };

@@ -34,9 +34,10 @@ class LogMessage {
 #define MOED_LOG_LEVEL_WARNING ::moed::LogLevel::kWarning
 #define MOED_LOG_LEVEL_ERROR ::moed::LogLevel::kError
 
-#define MOED_LOG(level)                                   \
-  if (!::moed::LogEnabled(MOED_LOG_LEVEL_##level)) {      \
-  } else                                                  \
-    ::moed::LogMessage(MOED_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+// A for statement (not if/else) so that `if (x) MOED_LOG(INFO) << ...; else ...` parses as written.
+#define MOED_LOG(level)                                                                 \
+  for (bool moed_log_once_ = ::moed::LogEnabled(MOED_LOG_LEVEL_##level); moed_log_once_; \
+       moed_log_once_ = false)                                                          \
+  ::moed::LogMessage(MOED_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // MOED_KERNELS_BASE_LOG_H_

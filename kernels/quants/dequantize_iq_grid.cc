@@ -58,7 +58,7 @@ inline void DecodeIq1Group(float scale, float delta, uint64_t entry, float* y) {
 
 // block_iq2_xxs: d (fp16) @0, then 8 bytes per sub-block of 32 weights: four grid indices, then
 // a u32 whose bits 7l..7l+6 are group l's sign index and whose top 4 bits are the scale.
-void DequantizeIq2Xxs(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq2Xxs(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq2XxsBytes) {
     const float d = LoadFp16(src);
     for (int ib = 0; ib < kSubBlocks; ++ib) {
@@ -74,7 +74,7 @@ void DequantizeIq2Xxs(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq2_xs: d (fp16) @0, qs u16[32] @2 (9-bit grid index | 7-bit sign index << 9),
 // scales[8] @66 (low nibble: groups 0-1 of the sub-block, high nibble: groups 2-3).
-void DequantizeIq2Xs(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq2Xs(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq2XsBytes) {
     const float d = LoadFp16(src);
     const uint8_t* scales = src + 66;
@@ -91,7 +91,7 @@ void DequantizeIq2Xs(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq2_s: d (fp16) @0, qs[32] @2 (low 8 bits of the 10-bit grid indices), signs[32] @34
 // (plain 8-bit masks), qh[8] @66 (2 high index bits per group), scales[8] @74.
-void DequantizeIq2S(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq2S(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq2SBytes) {
     const float d = LoadFp16(src);
     const uint8_t* qs = src + 2;
@@ -111,7 +111,7 @@ void DequantizeIq2S(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq3_xxs: d (fp16) @0, qs[64] @2 (8 grid indices per sub-block, two per group of 8),
 // scales_and_signs u32[8] @66 (bits 7l..7l+6: sign index of group l; top 4 bits: scale).
-void DequantizeIq3Xxs(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq3Xxs(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq3XxsBytes) {
     const float d = LoadFp16(src);
     for (int ib = 0; ib < kSubBlocks; ++ib) {
@@ -129,7 +129,7 @@ void DequantizeIq3Xxs(const uint8_t* src, float* dst, int64_t n_blocks) {
 // block_iq3_s: d (fp16) @0, qs[64] @2 (low 8 bits of the 9-bit indices), qh[8] @66 (bit k: 9th
 // bit of the sub-block's index k), signs[32] @74 (plain masks), scales[4] @106 (4-bit scales,
 // two sub-blocks per byte). Scale: d * (1 + 2 * s).
-void DequantizeIq3S(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq3S(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq3SBytes) {
     const float d = LoadFp16(src);
     const uint8_t* scales = src + 106;
@@ -150,7 +150,7 @@ void DequantizeIq3S(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq1_s: d (fp16) @0, qs[32] @2 (low 8 bits of the 11-bit indices), qh u16[8] @34: bits
 // 3l..3l+2 are the high index bits of group l, bits 12-14 the 3-bit scale, bit 15 the delta sign.
-void DequantizeIq1S(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq1S(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq1SBytes) {
     const float d = LoadFp16(src);
     const uint8_t* qs = src + 2;
@@ -170,7 +170,7 @@ void DequantizeIq1S(const uint8_t* src, float* dst, int64_t n_blocks) {
 // bits and a delta-sign bit for each group, low nibble first), scales[8] @48 read as u16[4]: the
 // low 12 bits of each word hold four 3-bit sub-block scales (two per sub-block: groups 0-1 and
 // 2-3), and the top nibbles of words 0..3 are bits 0-3, 4-7, 8-11, 12-15 of the fp16 scale d.
-void DequantizeIq1M(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq1M(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += kIq1MBytes) {
     const uint8_t* qs = src;
     const uint8_t* qh = src + 32;

@@ -1,7 +1,11 @@
 // Dequantizers for the K-quants (Q2_K..Q6_K, 256-weight super-blocks) and for IQ3_A770, the
 // Phase Twin type that reuses Q3_K's code packing (gguf-and-quants.md §2.5-§2.9, §2.17). Each
 // follows llama.cpp's dequantize_row_* with the same multiplication grouping, e.g.
-// (d*sc)*q - (dmin*m), so the float32 results are bit-identical.
+// (d*sc)*q - (dmin*m), so the float32 results are bit-identical. These are also MatMul's row
+// decoders (kernels/cpu/matmul.cc): restrict pointers and fixed-length inner loops let GCC's -O2
+// vectoriser take them. Q6_K's loops are reordered so that each inner loop has one scale
+// (llama.cpp's loop picks sc[l / 16] inside it, which GCC does not vectorise, 3x slower); the
+// arithmetic is unchanged.
 #include <cstdint>
 
 #include "kernels/quants/dequantize_impl.h"
@@ -26,7 +30,7 @@ inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
 }  // namespace
 
 // block_q2_K: scales[16] @0 (low nibble scale, high nibble min), qs[64] @16, d @80, dmin @82.
-void DequantizeQ2_K(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeQ2_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 84) {
     const uint8_t* scales = src;
     const uint8_t* q = src + 16;
@@ -48,7 +52,7 @@ void DequantizeQ2_K(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // block_q3_K: hmask[32] @0, qs[64] @32, scales[12] @96 (16 packed 6-bit), d @108.
-void DequantizeQ3_K(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeQ3_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 110) {
     const uint8_t* hm = src;
     const uint8_t* q = src + 32;
@@ -77,7 +81,7 @@ void DequantizeQ3_K(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // block_q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16.
-void DequantizeQ4_K(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeQ4_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 144) {
     const float d = LoadFp16(src);
     const float min = LoadFp16(src + 2);
@@ -98,7 +102,7 @@ void DequantizeQ4_K(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // block_q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48.
-void DequantizeQ5_K(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeQ5_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 176) {
     const float d = LoadFp16(src);
     const float min = LoadFp16(src + 2);
@@ -120,24 +124,33 @@ void DequantizeQ5_K(const uint8_t* src, float* dst, int64_t n_blocks) {
   }
 }
 
-// block_q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208.
-void DequantizeQ6_K(const uint8_t* src, float* dst, int64_t n_blocks) {
-  for (int64_t i = 0; i < n_blocks; ++i, src += 210) {
+// block_q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208. y = (d*sc)*q with
+// q = (4 low bits | 2 high bits << 4) - 32. llama.cpp writes d * sc[is] * q, which C evaluates
+// as (d * sc) * q: the product below.
+void DequantizeQ6_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i, src += 210, dst += kQK) {
     const float d = LoadFp16(src + 208);
-    const uint8_t* ql = src;
-    const uint8_t* qh = src + 128;
-    const int8_t* sc = reinterpret_cast<const int8_t*>(src + 192);
-    for (int n = 0; n < kQK; n += 128, dst += 128, ql += 64, qh += 32, sc += 8) {
-      for (int l = 0; l < 32; ++l) {
-        const int is = l / 16;
-        const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        dst[l] = d * sc[is + 0] * q1;
-        dst[l + 32] = d * sc[is + 2] * q2;
-        dst[l + 64] = d * sc[is + 4] * q3;
-        dst[l + 96] = d * sc[is + 6] * q4;
+    const auto* sc = reinterpret_cast<const int8_t*>(src + 192);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = src + 64 * half;
+      const uint8_t* qh = src + 128 + 32 * half;
+      const int8_t* s = sc + 8 * half;
+      float* o = dst + 128 * half;
+      // Weights [32k, 32k + 32) of this half use scale s[2k] for l < 16, s[2k+1] above.
+      for (int k = 0; k < 4; ++k) {
+        const float ds0 = d * static_cast<float>(s[2 * k]);
+        const float ds1 = d * static_cast<float>(s[2 * k + 1]);
+        const uint8_t* lo = ql + 32 * (k & 1);
+        const int lo_shift = 4 * (k >> 1);
+        const int hi_shift = 2 * k;
+        for (int l = 0; l < 16; ++l) {
+          const int q = (((lo[l] >> lo_shift) & 0xF) | (((qh[l] >> hi_shift) & 3) << 4)) - 32;
+          o[32 * k + l] = ds0 * static_cast<float>(q);
+        }
+        for (int l = 16; l < 32; ++l) {
+          const int q = (((lo[l] >> lo_shift) & 0xF) | (((qh[l] >> hi_shift) & 3) << 4)) - 32;
+          o[32 * k + l] = ds1 * static_cast<float>(q);
+        }
       }
     }
   }
@@ -145,7 +158,7 @@ void DequantizeQ6_K(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq3_a770: hmask[32] @0, qs[64] @32, scales[4] @96 (8 signed nibbles, value - 8),
 // d @100. The 3-bit code (Q3_K packing, no -4 offset) indexes kvalues_iq3nl.
-void DequantizeIq3A770(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq3A770(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 102) {
     const uint8_t* hm = src;
     const uint8_t* q = src + 32;

@@ -9,7 +9,7 @@
 namespace moed::quants_internal {
 
 // block_iq4_nl: d @0, qs[16] @2 (low nibbles weights 0..15, high nibbles 16..31).
-void DequantizeIq4Nl(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq4Nl(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 18, dst += 32) {
     const float d = LoadFp16(src);
     const uint8_t* qs = src + 2;
@@ -22,7 +22,7 @@ void DequantizeIq4Nl(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_iq4_xs: d @0, scales_h (u16) @2, scales_l[4] @4, qs[128] @8; 8 sub-blocks of 32 with
 // 6-bit scales (value - 32).
-void DequantizeIq4Xs(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeIq4Xs(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 136) {
     const float d = LoadFp16(src);
     const uint16_t scales_h = LoadU16(src + 2);
@@ -41,7 +41,7 @@ void DequantizeIq4Xs(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_tq1_0: qs[48] @0 (5 trits per byte, stored as a fixed-point fraction of 3^5),
 // qh[4] @48 (4 trits per byte), d @52. Trit t of byte b is ((b * 3^t) mod 256) * 3 >> 8.
-void DequantizeTq1_0(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeTq1_0(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   static constexpr uint8_t kPow3[6] = {1, 3, 9, 27, 81, 243};
   for (int64_t i = 0; i < n_blocks; ++i, src += 54) {
     const uint8_t* qs = src;
@@ -65,7 +65,7 @@ void DequantizeTq1_0(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // block_tq2_0: qs[64] @0 (2-bit codes 0..3 meaning -1..2), d @64.
-void DequantizeTq2_0(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeTq2_0(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 66) {
     const float d = LoadFp16(src + 64);
     for (int j = 0; j < 64; j += 32) {
@@ -80,7 +80,7 @@ void DequantizeTq2_0(const uint8_t* src, float* dst, int64_t n_blocks) {
 }
 
 // block_mxfp4: e (E8M0) @0, qs[16] @1; low nibbles weights 0..15, high nibbles 16..31.
-void DequantizeMxfp4(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeMxfp4(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 17, dst += 32) {
     const float d = E8M0ToFp32Half(src[0]);
     const uint8_t* qs = src + 1;
@@ -93,7 +93,7 @@ void DequantizeMxfp4(const uint8_t* src, float* dst, int64_t n_blocks) {
 
 // block_nvfp4: d[4] (UE4M3, one per 16 weights) @0, qs[32] @4; within each 16-weight
 // sub-block the low nibbles are weights 0..7 and the high nibbles 8..15.
-void DequantizeNvfp4(const uint8_t* src, float* dst, int64_t n_blocks) {
+void DequantizeNvfp4(const uint8_t* __restrict src, float* __restrict dst, int64_t n_blocks) {
   for (int64_t i = 0; i < n_blocks; ++i, src += 36) {
     for (int s = 0; s < 4; ++s, dst += 16) {
       const float d = Ue4m3ToFp32Half(src[s]);

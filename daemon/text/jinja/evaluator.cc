@@ -159,6 +159,9 @@ absl::StatusOr<Evaluator::Flow> Evaluator::ExecStmt(const Stmt& s,
       if (!s.attr.empty()) {
         const Value* ns = frame->Find(s.targets[0]);
         if (ns == nullptr && globals_ != nullptr) ns = globals_->Find(s.targets[0]);
+        if (v.holds_namespace()) {
+          return TypeError("a namespace cannot hold another namespace");
+        }
         if (ns == nullptr || !ns->is_namespace()) {
           return TypeError(absl::StrCat("cannot assign attribute on non-namespace object '",
                                         s.targets[0], "'"));
@@ -332,7 +335,7 @@ absl::StatusOr<Value> Evaluator::CallMacro(const Stmt& s, const std::weak_ptr<Fr
              Value::Undefined(absl::StrCat("'", s.params[i].name, "' is undefined")));
     }
   }
-  f->Set("varargs", Value::List(std::move(varargs)));
+  f->Set("varargs", Value::List(std::move(varargs), /*tuple=*/true));
   f->Set("kwargs", Value::MakeDict(std::move(kwargs)));
   ++call_depth_;
   std::string out;
@@ -368,6 +371,10 @@ absl::StatusOr<CallArgs> Evaluator::EvalArgs(const Expr& e, size_t first,
 absl::StatusOr<Value> Evaluator::Eval(const Expr& e, const std::shared_ptr<Frame>& frame) {
   RETURN_IF_ERROR(Step());
   auto v = EvalImpl(e, frame);
+  if (v.ok() && v->depth() > limits_.max_value_depth) {
+    v = absl::ResourceExhaustedError(
+        absl::StrCat("value nested deeper than ", limits_.max_value_depth, " levels"));
+  }
   if (!v.ok()) {
     const absl::Status& st = v.status();
     if (st.code() == kTemplateRaised || absl::StartsWith(st.message(), "line ")) return st;

@@ -21,6 +21,7 @@ struct Limits {
   size_t max_items = 1u << 22;          // elements of one list (range(), list * n, ...)
   int64_t max_steps = 50'000'000;       // evaluated nodes per render
   int max_call_depth = 64;              // nested macro calls
+  int max_value_depth = 128;            // lists / dicts nested in one value
 };
 
 // raise_exception() fails the render with this code and exactly the template's message;

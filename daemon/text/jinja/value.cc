@@ -271,18 +271,51 @@ Value Value::List(std::vector<Value> items, bool tuple) {
   v.kind_ = Kind::kList;
   v.tuple_ = tuple;
   v.ptr_ = std::make_shared<std::vector<Value>>(std::move(items));
+  v.ComputeNesting();
   return v;
 }
 Value Value::MakeDict(Dict dict) {
   Value v;
   v.kind_ = Kind::kDict;
   v.ptr_ = std::make_shared<Dict>(std::move(dict));
+  v.ComputeNesting();
   return v;
 }
 Value Value::Namespace(Dict dict) {
   Value v = MakeDict(std::move(dict));
   v.kind_ = Kind::kNamespace;
+  v.holds_namespace_ = true;
   return v;
+}
+
+void Value::ComputeNesting() {
+  int d = 0;
+  bool ns = false;
+  auto visit = [&](const Value& c) {
+    d = std::max(d, c.depth_);
+    ns = ns || c.holds_namespace_;
+  };
+  if (kind_ == Kind::kList) {
+    for (const Value& c : list()) visit(c);
+  } else {
+    for (const auto& [k, c] : dict().items()) {
+      visit(k);
+      visit(c);
+    }
+  }
+  depth_ = d + 1;
+  holds_namespace_ = ns;
+}
+
+int JsonDepth(const nlohmann::ordered_json& j, int limit) {
+  if (!j.is_structured()) return 0;
+  if (limit < 0) return 1;
+  int d = 0;
+  for (const auto& c : j) {
+    d = std::max(d, JsonDepth(c, limit - 1));
+    if (d > limit) break;
+  }
+  return d + 1;
 }
 Value Value::Function(std::string name, NativeFunction fn) {
   Value v;

@@ -22,32 +22,10 @@ namespace moed::text::jinja {
 class Value;
 class Evaluator;
 
-// Insertion-ordered dictionary (Python 3.7+ dicts keep insertion order, and templates print
-// tools and arguments in that order).
-class Dict {
- public:
-  const Value* Find(const Value& key) const;
-  const Value* Find(std::string_view key) const;
-  void Set(const Value& key, Value value);
-  size_t size() const { return items_.size(); }
-  const std::vector<std::pair<Value, Value>>& items() const { return items_; }
-
- private:
-  std::vector<std::pair<Value, Value>> items_;
-  absl::flat_hash_map<std::string, size_t> index_;  // by KeyString(key)
-};
-
-struct CallArgs {
-  std::vector<Value> positional;
-  std::vector<std::pair<std::string, Value>> kwargs;
-};
-
+class Dict;
+struct CallArgs;
+struct Callable;
 using NativeFunction = std::function<absl::StatusOr<Value>(Evaluator&, CallArgs&)>;
-
-struct Callable {
-  std::string name;
-  NativeFunction fn;
-};
 
 class Value {
  public:
@@ -72,9 +50,10 @@ class Value {
   static Value Float(double f);
   static Value String(std::string s);
   static Value List(std::vector<Value> items, bool tuple = false);
-  static Value MakeDict(Dict dict = {});
-  static Value Namespace(Dict dict = {});
+  static Value MakeDict(Dict dict);
+  static Value Namespace(Dict dict);
   static Value Function(std::string name, NativeFunction fn);
+  // REQUIRES: `j` nested at most a few hundred levels (JsonDepth() checks it).
   static Value FromJson(const nlohmann::ordered_json& j);
 
   Kind kind() const { return kind_; }
@@ -101,6 +80,11 @@ class Value {
   Dict& mutable_namespace() const;
   const Callable& callable() const;
 
+  // Containers nested inside this value (0 for scalars), and whether a namespace is among them.
+  // Both are computed at construction, so limits are O(1) to check.
+  int depth() const { return depth_; }
+  bool holds_namespace() const { return holds_namespace_; }
+
   bool Truthy() const;
   // Python str(): what {{ x }} prints. Undefined prints as "".
   std::string Str() const;
@@ -110,13 +94,47 @@ class Value {
   std::string_view TypeName() const;
 
  private:
+  void ComputeNesting();
+
   Kind kind_ = Kind::kUndefined;
   bool tuple_ = false;
+  bool holds_namespace_ = false;
+  int depth_ = 0;
   bool b_ = false;
   int64_t i_ = 0;
   double f_ = 0;
   std::shared_ptr<void> ptr_;
 };
+
+// Insertion-ordered dictionary (Python 3.7+ dicts keep insertion order, and templates print
+// tools and arguments in that order).
+class Dict {
+ public:
+  const Value* Find(const Value& key) const;
+  const Value* Find(std::string_view key) const;
+  void Set(const Value& key, Value value);
+  size_t size() const { return items_.size(); }
+  const std::vector<std::pair<Value, Value>>& items() const { return items_; }
+
+ private:
+  std::vector<std::pair<Value, Value>> items_;
+  absl::flat_hash_map<std::string, size_t> index_;  // by KeyString(key)
+};
+
+struct CallArgs {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> kwargs;
+};
+
+
+
+struct Callable {
+  std::string name;
+  NativeFunction fn;
+};
+
+// Nesting depth of a JSON value, counting at most up to `limit + 1` (so deep input is cheap).
+int JsonDepth(const nlohmann::ordered_json& j, int limit);
 
 // Python ==.
 bool Equals(const Value& a, const Value& b);

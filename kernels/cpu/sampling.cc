@@ -1,0 +1,200 @@
+// The sampling chain of llama.cpp's common sampler, restricted to the parameters OpenAI-style
+// clients send: penalties -> top-k -> top-p -> min-p -> temperature -> seeded draw. Top-p takes
+// its softmax over the top-k survivors at temperature 1 (the temperature comes later in the
+// chain), and min-p keeps tokens whose probability is at least min_p times the best one's; all
+// three keep a prefix of the candidates sorted by logit. Ties sort by token id, so a seed fully
+// determines the result.
+#include "kernels/cpu/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace moed::cpu {
+namespace {
+
+struct Candidate {
+  int32_t id;
+  float logit;
+  float weight;  // exp((logit - max_logit) / T) once computed: an unnormalised probability
+};
+
+// Descending logit, then ascending id: a total order (NaN logits were replaced by -inf). A
+// function object, so that the sorts inline it.
+struct ByLogit {
+  bool operator()(const Candidate& a, const Candidate& b) const {
+    if (a.logit != b.logit) return a.logit > b.logit;
+    return a.id < b.id;
+  }
+};
+constexpr ByLogit Before;
+
+absl::Status FieldError(const char* field, double value, const char* rule) {
+  return absl::InvalidArgumentError(absl::StrCat("sampling parameter ", field, " = ", value, " ", rule));
+}
+
+// Applies the repetition / presence / frequency penalties to `logits` (indexed by token id) the
+// way llama.cpp's penalties sampler does: once per distinct token of the history.
+void ApplyPenalties(const SamplingParams& p, std::span<const int32_t> history, std::vector<float>& logits) {
+  const bool active = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (!active || history.empty()) return;
+  const auto n = static_cast<int64_t>(logits.size());
+  // Occurrence counts live in a vocab-sized scratch array that is zero between calls; only the
+  // history's entries are touched, so the cost is O(history), not O(vocab).
+  thread_local std::vector<int32_t> counts;
+  if (static_cast<int64_t>(counts.size()) < n) counts.assign(static_cast<size_t>(n), 0);
+  for (const int32_t id : history) {
+    if (id >= 0 && id < n) ++counts[static_cast<size_t>(id)];
+  }
+  for (const int32_t id : history) {
+    if (id < 0 || id >= n) continue;
+    const int32_t count = counts[static_cast<size_t>(id)];
+    if (count == 0) continue;  // already penalised (a repeated id)
+    float& l = logits[static_cast<size_t>(id)];
+    if (l <= 0.0f) {
+      l *= p.repetition_penalty;
+    } else {
+      l /= p.repetition_penalty;
+    }
+    l -= static_cast<float>(count) * p.frequency_penalty + p.presence_penalty;
+    counts[static_cast<size_t>(id)] = 0;
+  }
+}
+
+// Sets every candidate's weight to exp((logit - max_logit) * inv_temp) and returns their sum.
+// Float exp (as llama.cpp), double sum.
+double ComputeWeights(std::vector<Candidate>& cand, float max_logit, float inv_temp) {
+  double sum = 0.0;
+  for (Candidate& c : cand) {
+    c.weight = std::exp((c.logit - max_logit) * inv_temp);
+    sum += c.weight;
+  }
+  return sum;
+}
+
+}  // namespace
+
+absl::Status SamplingParams::Validate() const {
+  if (!std::isfinite(temperature)) return FieldError("temperature", temperature, "is not finite");
+  if (top_k < 0) return FieldError("top_k", top_k, "is negative (0 disables it)");
+  if (!(top_p > 0.0f && top_p <= 1.0f)) return FieldError("top_p", top_p, "is outside (0, 1]");
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) return FieldError("min_p", min_p, "is outside [0, 1]");
+  if (!std::isfinite(repetition_penalty) || repetition_penalty <= 0.0f) {
+    return FieldError("repetition_penalty", repetition_penalty, "must be a finite number > 0");
+  }
+  if (!std::isfinite(presence_penalty)) return FieldError("presence_penalty", presence_penalty, "is not finite");
+  if (!std::isfinite(frequency_penalty)) {
+    return FieldError("frequency_penalty", frequency_penalty, "is not finite");
+  }
+  return absl::OkStatus();
+}
+
+// Lowest index among the largest values; NaN never wins. -1 for an empty span.
+int32_t Argmax(std::span<const float> logits) {
+  int32_t best = -1;
+  float best_value = 0.0f;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float v = logits[i];
+    if (std::isnan(v)) continue;
+    if (best < 0 || v > best_value) {
+      best = static_cast<int32_t>(i);
+      best_value = v;
+    }
+  }
+  return best < 0 && !logits.empty() ? 0 : best;
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
+  if (logits.empty()) return -1;
+  thread_local std::vector<float> scratch;
+  scratch.assign(logits.begin(), logits.end());
+  for (float& l : scratch) {
+    if (std::isnan(l)) l = -std::numeric_limits<float>::infinity();
+  }
+  ApplyPenalties(params_, history, scratch);
+  const int32_t best = Argmax(scratch);
+  if (params_.temperature <= 0.0f) return best;
+
+  // The best logit survives every filter below, so it is the softmax's max throughout; without
+  // a finite one (all -inf, or +inf present) there is no distribution and the argmax is the answer.
+  const float max_logit = scratch[static_cast<size_t>(best)];
+  if (!std::isfinite(max_logit)) return best;
+
+  thread_local std::vector<Candidate> cand;
+  cand.resize(scratch.size());
+  for (size_t i = 0; i < scratch.size(); ++i) cand[i] = {static_cast<int32_t>(i), scratch[i], 0.0f};
+
+  // top-k: keep the k best, sorted.
+  bool sorted = false;
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < cand.size()) {
+    const auto k = static_cast<size_t>(params_.top_k);
+    std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k), cand.end(), Before);
+    cand.resize(k);
+    sorted = true;
+  }
+  // top-p: the shortest sorted prefix whose probability (temperature 1) reaches top_p. Sorting a
+  // 250k vocabulary per token is wasteful when the prefix is short, so the prefix is grown
+  // (256, 2048, ...): select the m best (nth_element) and sort them, which orders the first m
+  // exactly as a full sort would (Before is a total order).
+  bool weights_at_t1 = false;
+  if (params_.top_p < 1.0f) {
+    const double sum = ComputeWeights(cand, max_logit, 1.0f);
+    weights_at_t1 = true;
+    size_t m = std::min<size_t>(cand.size(), 256);
+    for (size_t sorted_m = sorted ? cand.size() : 0;;) {
+      if (sorted_m < m) {
+        const auto mid = cand.begin() + static_cast<std::ptrdiff_t>(m);
+        if (mid != cand.end()) std::nth_element(cand.begin(), mid, cand.end(), Before);
+        std::sort(cand.begin(), mid, Before);
+        sorted_m = m;
+      }
+      double cum = 0.0;
+      size_t cut = 0;
+      for (size_t i = 0; i < m; ++i) {
+        cum += cand[i].weight / sum;
+        if (cum >= params_.top_p) {
+          cut = i + 1;
+          break;
+        }
+      }
+      if (cut > 0) {
+        cand.resize(cut);
+        break;
+      }
+      if (m == cand.size()) break;  // rounding kept the sum below top_p: keep everything
+      m = std::min(cand.size(), m * 8);
+    }
+  }
+  // min-p: p_i >= min_p * p_max, i.e. logit_i >= max_logit + log(min_p); never empties the set
+  // because the best candidate always passes.
+  if (params_.min_p > 0.0f) {
+    const float min_logit = max_logit + std::log(params_.min_p);
+    std::erase_if(cand, [min_logit](const Candidate& c) { return c.logit < min_logit; });
+  }
+  // Temperature, softmax and the draw. exp(-inf) is 0, so masked tokens are never drawn.
+  double sum = 0.0;
+  if (weights_at_t1 && params_.temperature == 1.0f) {
+    for (const Candidate& c : cand) sum += c.weight;
+  } else {
+    sum = ComputeWeights(cand, max_logit, 1.0f / params_.temperature);
+  }
+  if (!(sum > 0.0) || !std::isfinite(sum)) return best;
+  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // uniform in [0, 1)
+  const double target = u * sum;
+  double cum = 0.0;
+  int32_t last = best;
+  for (const Candidate& c : cand) {
+    if (c.weight <= 0.0f) continue;
+    cum += c.weight;
+    last = c.id;
+    if (target < cum) return last;
+  }
+  return last;  // rounding left target at the very top: the last token with weight
+}
+
+}  // namespace moed::cpu

@@ -1,0 +1,120 @@
+// libmoed_cuda.so's C ABI (api.h): device, memory and event functions over the CUDA runtime,
+// which is linked statically and finds the driver at run time, plus the op launchers of
+// gemv.cu and norm.cu. Every failure is recorded per thread for last_error().
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "kernels/cuda/api.h"
+#include "kernels/cuda/ops.h"
+
+namespace moed::cuda {
+namespace {
+
+thread_local std::string t_last_error;
+
+int DeviceCount(int* count) {
+  *count = 0;
+  return FailCuda(cudaGetDeviceCount(count), "cudaGetDeviceCount");
+}
+
+int DeviceInfo(int device, MoedCudaDeviceInfo* info) {
+  cudaDeviceProp prop;
+  if (const int err = FailCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties")) {
+    return err;
+  }
+  std::memset(info, 0, sizeof(*info));
+  std::snprintf(info->name, sizeof(info->name), "%s", prop.name);
+  info->compute_major = prop.major;
+  info->compute_minor = prop.minor;
+  info->multiprocessor_count = prop.multiProcessorCount;
+  info->total_memory_bytes = prop.totalGlobalMem;
+  info->l2_cache_bytes = static_cast<uint64_t>(prop.l2CacheSize);
+  info->memory_bus_width_bits = prop.memoryBusWidth;
+  return 0;
+}
+
+int SetDevice(int device) { return FailCuda(cudaSetDevice(device), "cudaSetDevice"); }
+int MallocDevice(void** ptr, size_t bytes) { return FailCuda(cudaMalloc(ptr, bytes), "cudaMalloc"); }
+int FreeDevice(void* ptr) { return FailCuda(cudaFree(ptr), "cudaFree"); }
+int CopyToDevice(void* dst, const void* src, size_t bytes) {
+  return FailCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
+}
+int CopyToHost(void* dst, const void* src, size_t bytes) {
+  return FailCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+}
+int MemsetDevice(void* ptr, int value, size_t bytes) {
+  return FailCuda(cudaMemset(ptr, value, bytes), "cudaMemset");
+}
+int Synchronize() { return FailCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+int EventCreate(void** event) {
+  cudaEvent_t e = nullptr;
+  const int err = FailCuda(cudaEventCreate(&e), "cudaEventCreate");
+  *event = e;
+  return err;
+}
+int EventDestroy(void* event) {
+  return FailCuda(cudaEventDestroy(static_cast<cudaEvent_t>(event)), "cudaEventDestroy");
+}
+int EventRecord(void* event, void* stream) {
+  return FailCuda(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)),
+                  "cudaEventRecord");
+}
+int EventElapsedMs(void* start, void* end, float* ms) {
+  return FailCuda(cudaEventElapsedTime(ms, static_cast<cudaEvent_t>(start),
+                                       static_cast<cudaEvent_t>(end)),
+                  "cudaEventElapsedTime");
+}
+int SupportsType(uint32_t type) { return GemvSupportsType(type) ? 1 : 0; }
+int Gemv(const MoedCudaGemvArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "gemv: null args");
+  return GemvLaunch(*args, stream);
+}
+const char* LastError() { return t_last_error.c_str(); }
+
+#define MOED_STR2(x) #x
+#define MOED_STR(x) MOED_STR2(x)
+constexpr MoedCudaApiV1 kApi = {
+    MOED_CUDA_API_VERSION,
+    sizeof(MoedCudaApiV1),
+    "CUDA " MOED_STR(__CUDACC_VER_MAJOR__) "." MOED_STR(__CUDACC_VER_MINOR__)
+    ", sm_90a + compute_80 PTX",
+    DeviceCount,
+    DeviceInfo,
+    SetDevice,
+    MallocDevice,
+    FreeDevice,
+    CopyToDevice,
+    CopyToHost,
+    MemsetDevice,
+    Synchronize,
+    EventCreate,
+    EventDestroy,
+    EventRecord,
+    EventElapsedMs,
+    SupportsType,
+    Gemv,
+    RmsNormLaunch,
+    LastError,
+};
+
+}  // namespace
+
+int Fail(int code, const std::string& message) {
+  t_last_error = message;
+  return code;
+}
+
+int FailCuda(int err, const char* what) {
+  if (err == cudaSuccess) return 0;
+  const auto e = static_cast<cudaError_t>(err);
+  return Fail(err, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+}  // namespace moed::cuda
+
+extern "C" __attribute__((visibility("default"))) const MoedCudaApiV1* moed_cuda_api_v1(void) {
+  return &moed::cuda::kApi;
+}

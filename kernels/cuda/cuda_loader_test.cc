@@ -1,0 +1,84 @@
+// The loader must turn every way the CUDA backend can be missing into a Status: no library file,
+// a file that is not the backend, a library without a driver or GPU. Runs on every machine.
+#include "kernels/cuda/loader.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace moed::cuda {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+
+TEST(CudaLoaderTest, MissingLibraryIsUnavailable) {
+  LoadOptions options;
+  options.library_path = "/nonexistent/moed/libmoed_cuda.so";
+  const auto lib = CudaLibrary::Load(options);
+  ASSERT_FALSE(lib.ok());
+  EXPECT_EQ(lib.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(lib.status().message()), HasSubstr("CUDA backend absent"));
+  EXPECT_THAT(std::string(lib.status().message()), HasSubstr("/nonexistent/moed/libmoed_cuda.so"));
+}
+
+TEST(CudaLoaderTest, LibraryWithoutEntryPointIsUnavailable) {
+  LoadOptions options;
+  options.library_path = "libc.so.6";  // loadable, but not the backend
+  const auto lib = CudaLibrary::Load(options);
+  ASSERT_FALSE(lib.ok());
+  EXPECT_EQ(lib.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(lib.status().message()), HasSubstr("has no moed_cuda_api_v1"));
+}
+
+TEST(CudaLoaderTest, CandidatesFollowOptionsThenEnvironment) {
+  LoadOptions options;
+  options.library_path = "/a/b.so";
+  EXPECT_THAT(LibraryCandidates(options), ::testing::ElementsAre("/a/b.so"));
+  setenv(std::string(kLibraryEnv).c_str(), "/from/env.so", 1);
+  const auto candidates = LibraryCandidates(LoadOptions{});
+  unsetenv(std::string(kLibraryEnv).c_str());
+  ASSERT_GE(candidates.size(), 2u);
+  EXPECT_EQ(candidates.front(), "/from/env.so");
+  EXPECT_EQ(candidates.back(), "libmoed_cuda.so");
+}
+
+// Whatever this machine has (no library; the library but no driver or GPU; a GPU), the default
+// load returns and says which.
+TEST(CudaLoaderTest, DefaultLoadAnswersWithoutCrashing) {
+  const auto lib = CudaLibrary::Load(LoadOptions{});
+  if (lib.ok()) {
+    EXPECT_GE((*lib)->device_count(), 1);
+    EXPECT_EQ((*lib)->api().version, static_cast<uint32_t>(MOED_CUDA_API_VERSION));
+    return;
+  }
+  EXPECT_EQ(lib.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(lib.status().message()),
+              AnyOf(HasSubstr("CUDA backend absent"), HasSubstr("no CUDA driver or device")));
+}
+
+// With require_device = false the library loads on a machine without a GPU, and the runtime's
+// failure to find a driver is an error code with a message, not a crash.
+TEST(CudaLoaderTest, NoDeviceRequiredStillReportsTheDriver) {
+  LoadOptions options;
+  options.require_device = false;
+  const auto lib = CudaLibrary::Load(options);
+  if (!lib.ok()) {
+    EXPECT_THAT(std::string(lib.status().message()), HasSubstr("CUDA backend absent"));
+    GTEST_SKIP() << lib.status();
+  }
+  int count = -1;
+  const int rc = (*lib)->api().device_count(&count);
+  if (rc != 0) {
+    EXPECT_THAT(std::string((*lib)->api().last_error()), HasSubstr("cudaGetDeviceCount"));
+  } else {
+    EXPECT_GE(count, 0);
+  }
+  EXPECT_THAT(std::string((*lib)->api().build_info), HasSubstr("CUDA"));
+}
+
+}  // namespace
+}  // namespace moed::cuda

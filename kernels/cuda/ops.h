@@ -1,0 +1,43 @@
+// Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
+// (gemv.cu, norm.cu), and the per-thread error message they report through. Compiled by nvcc
+// only; the host side sees nothing but api.h.
+#ifndef MOED_KERNELS_CUDA_OPS_H_
+#define MOED_KERNELS_CUDA_OPS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/api.h"
+
+namespace moed::cuda {
+
+// The moed::GgmlType ids the kernels accept (kernels/quants/ggml_type.h; the host test checks
+// that the two agree through GgmlTypeName).
+enum TypeId : uint32_t {
+  kF16 = 1,
+  kQ8_0 = 8,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kIq3Xxs = 18,
+  kIq4Xs = 23,
+  kBf16 = 30,
+  kMxfp4 = 39,
+  kNvfp4 = 40,
+  kIq3A770 = 0x1000 + 42,
+};
+
+// Records `message` as the calling thread's last error and returns `code` (nonzero).
+int Fail(int code, const std::string& message);
+// Fail() for a CUDA runtime error: "<what>: <cudaErrorName>: <description>"; 0 if err is success.
+int FailCuda(int err, const char* what);
+
+bool GemvSupportsType(uint32_t ggml_type);
+int GemvLaunch(const MoedCudaGemvArgs& args, void* stream);
+int RmsNormLaunch(const float* x, const float* w, int64_t n, int64_t n_rows, float eps, float* y,
+                  void* stream);
+
+}  // namespace moed::cuda
+
+#endif  // MOED_KERNELS_CUDA_OPS_H_
