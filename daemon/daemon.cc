@@ -110,7 +110,7 @@ struct Daemon::Impl final : public admin::AdminBackend {
   std::unique_ptr<admin::AdminServer> admin_server;  // stopped first, before what it reads
   std::string listen;
   std::atomic<bool> draining{false};
-  std::atomic<bool> loading{false};  // between a model's plan and its first served step
+  std::atomic<bool> loading{false};  // while a model's workers start
 
   std::mutex reload_mu;
   mutable std::mutex mu;
@@ -225,7 +225,7 @@ absl::StatusOr<std::shared_ptr<const Serving>> Daemon::Impl::Launch(const config
   if (absl::Status st = metrics->SetPhase(s->model_id, s->phase); !st.ok()) MOED_LOG(WARNING) << st;
   metrics->model_load_seconds().Set(s->load_seconds);
   gateway->SetModel(std::move(model));
-  MOED_LOG(INFO) << "serving '" << s->model_id << "' (" << s->phase << ") with " << plan.stages.size()
+  MOED_LOG(INFO) << "serving '" << s->model_id << "' (phase " << s->phase << ") with " << plan.stages.size()
                  << " worker stage(s), " << info.slot_capacity << " slots of " << info.context_length
                  << " tokens (loaded in " << s->load_seconds << " s)";
   return s;

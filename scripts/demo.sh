@@ -13,8 +13,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target moed moed-worker moed-model moectl 2>/dev/null ||
-  cmake --build build -j"$(nproc)" --target moed moed-worker moed-model
+cmake --build build -j"$(nproc)" --target moed moed-worker moed-model moectl
 
 model=build/demo/tiny-q4_k.gguf
 if [ ! -f "$model" ]; then
@@ -30,7 +29,7 @@ moed is starting on http://127.0.0.1:8080 (Ctrl-C to stop). In another terminal:
   curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
     -d '{"model":"moed-demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
   curl -s localhost:8080/metrics | grep ^moed_
-  build/daemon/moed --config configs/examples/cpu-demo.yaml --dry-run    # the plan
+  build/tools/moectl --socket build/demo/moed-admin.sock status        # the admin API
 
 HELP
 exec build/daemon/moed --config configs/examples/cpu-demo.yaml

@@ -490,6 +490,7 @@ PlannerOptions PlannerOptionsFromConfig(const config::Config& config) {
   o.cpu_stages = config.workers.cpu_stages;
   o.max_running = config.scheduler.max_running;
   o.kv_block_size = config.cache.kv_block_size;
+  o.kv_blocks = config.cache.kv_blocks;
   o.kv_memory_fraction = config.cache.kv_memory_fraction;
   return o;
 }
@@ -511,6 +512,20 @@ absl::StatusOr<Plan> MakePlan(const ModelFootprint& model, std::span<const Devic
   }
   // Slots hold whole KV blocks.
   context = (context + options.kv_block_size - 1) / options.kv_block_size * options.kv_block_size;
+  if (options.kv_blocks > 0) {
+    // A fixed pool (cache.kv_blocks) is shared by max_running slots: it bounds each one's context.
+    const int64_t per_slot = options.kv_blocks / options.max_running * options.kv_block_size;
+    if (per_slot < options.kv_block_size) {
+      return absl::InvalidArgumentError(absl::StrCat("cache.kv_blocks = ", options.kv_blocks,
+                                                     " leaves less than one block per slot for scheduler.max_running = ",
+                                                     options.max_running));
+    }
+    if (per_slot < context) {
+      warnings.push_back(absl::StrCat("cache.kv_blocks = ", options.kv_blocks, " limits each of the ",
+                                      options.max_running, " slots to ", per_slot, " tokens"));
+      context = per_slot;
+    }
+  }
   if (!model.twin() && (options.variant || options.budget_mb)) {
     warnings.push_back(absl::StrCat(options.variant ? "model.variant" : "model.budget_mb",
                                     " is ignored: the model is not a Phase Twin file"));

@@ -52,8 +52,10 @@ struct PlannerOptions {
   int cpu_stages = 2;
   // scheduler.max_running: the slot cap.
   int max_running = 16;
-  // cache.kv_block_size / cache.kv_memory_fraction.
+  // cache.kv_block_size / cache.kv_blocks (a fixed pool per stage, 0: sized by memory) /
+  // cache.kv_memory_fraction.
   int64_t kv_block_size = 16;
+  int64_t kv_blocks = 0;
   double kv_memory_fraction = config::kDefaultKvMemoryFraction;
   // Not configurable: bytes per K/V element on CPU stages. The CPU engine keeps K and V rows in
   // F32 (workers/engine/state_cache.h) where the model description counts F16.

@@ -292,6 +292,27 @@ TEST(CpuPlanTest, TwoStagesForTheFixtures) {
   }
 }
 
+TEST(CpuPlanTest, FixedKvPoolBoundsTheContextPerSlot) {
+  auto file = gguf::GgufFile::Open(Fixture("tiny-a"));
+  ASSERT_TRUE(file.ok());
+  auto fp = FootprintFromFile(**file);
+  ASSERT_TRUE(fp.ok());
+  PlannerOptions options;
+  options.context_length = 4096;
+  options.max_running = 8;
+  options.kv_blocks = 512;  // 64 blocks of 16 tokens per slot
+  auto plan = MakePlan(*fp, {}, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->context_length, 1024);
+  EXPECT_EQ(plan->stages.back().kv_blocks, 512);
+  EXPECT_THAT(plan->warnings, ElementsAre(HasSubstr("limits each of the 8 slots to 1024 tokens")));
+
+  options.kv_blocks = 7;
+  auto too_small = MakePlan(*fp, {}, options);
+  EXPECT_EQ(too_small.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_small.status().message(), HasSubstr("cache.kv_blocks = 7"));
+}
+
 TEST(CpuPlanTest, HostMemoryLimitsSlotsAndStagesAreClamped) {
   auto file = gguf::GgufFile::Open(Fixture("tiny-a"));
   ASSERT_TRUE(file.ok());

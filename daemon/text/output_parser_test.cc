@@ -231,5 +231,23 @@ TEST(OutputParserTest, ChunkingDoesNotChangeTheResult) {
   }
 }
 
+// Found by text_output_parser_fuzzer: a second "<think>" inside reasoning, split mid-tag, with
+// empty chunks between the pieces.
+TEST(OutputParserTest, EmptyChunksAndASplitNestedThinkTag) {
+  const std::string pieces[] = {"<think><", "", "", "", "think>\n</th", "ink>cal\n"};
+  for (bool prefilled : {false, true}) {
+    OutputParserOptions o;
+    o.reasoning.starts_in_reasoning = prefilled;
+    o.tool_calls.id_seed = 7;
+    OutputParser p(o);
+    Collected chunked;
+    for (const std::string& piece : pieces) chunked.Add(p.Push(piece));
+    chunked.Add(p.Finish());
+    const Collected whole = Feed(o, "<think><think>\n</think>cal\n", {64});
+    EXPECT_EQ(chunked.reasoning, whole.reasoning) << prefilled;
+    EXPECT_EQ(chunked.content, whole.content) << prefilled;
+  }
+}
+
 }  // namespace
 }  // namespace moed::text

@@ -98,15 +98,17 @@ void ReasoningParser::Process(bool final, Delta* out) {
         continue;
       }
       case State::kReasoning: {
-        if (!reasoning_started_ && held_space_.empty()) {
-          // A model may repeat the start tag the template already put in the prompt.
+        if (!repeated_start_checked_) {
+          // A model may repeat the start tag the template already put in the prompt: drop it once.
+          // Decided once, so that how the text is chunked cannot drop a second one.
           const size_t i = FirstNonSpace(pending_);
           const std::string_view rest = std::string_view(pending_).substr(i);
           if (rest.substr(0, start.size()) == start) {
             pending_.erase(0, i + start.size());
-          } else if (!final && !rest.empty() && std::string_view(start).substr(0, rest.size()) == rest) {
-            return;
+          } else if (!final && std::string_view(start).substr(0, rest.size()) == rest) {
+            return;  // not enough text yet to tell
           }
+          repeated_start_checked_ = true;
         }
         const size_t f = pending_.find(end);
         if (f != std::string::npos) {

@@ -52,6 +52,7 @@ class ReasoningParser {
   State state_;
   std::string pending_;
   bool reasoning_started_ = false;  // non-whitespace reasoning emitted (leading space is trimmed)
+  bool repeated_start_checked_ = false;  // the repeated start tag was dropped or ruled out
   bool content_started_ = false;    // same for content after </think>
   std::string held_space_;          // reasoning whitespace that may precede </think>
 };

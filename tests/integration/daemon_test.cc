@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -133,7 +134,7 @@ TEST_F(DaemonTest, SixtyFourConcurrentStreamsGetTheirTokenCounts) {
 TEST_F(DaemonTest, KilledWorkerFailsItsStreamsAndIsRestarted) {
   auto conn = TestConnection::Open(moed_->port(), 120);
   ASSERT_TRUE(conn.ok());
-  ASSERT_TRUE(conn->Send(gateway::testing::FormatRequest("POST", "/v1/chat/completions", ChatBody(3000, true),
+  ASSERT_TRUE(conn->Send(gateway::testing::FormatRequest("POST", "/v1/chat/completions", ChatBody(1500, true),
                                                          {{"Content-Type", "application/json"}}, true))
                   .ok());
   auto head = conn->ReadHead();
@@ -191,6 +192,43 @@ TEST_F(DaemonTest, SigtermDrainsStreamsAndRefusesNewRequests) {
   for (int i = 0; i < 16; ++i) EXPECT_EQ(got[i], 48) << "stream " << i;
   auto exit_code = moed_->SignalAndWait(0, 60);
   ASSERT_TRUE(exit_code.ok()) << exit_code.status() << moed_->Log();
+  EXPECT_EQ(*exit_code, 0);
+}
+
+// systemd's ExecReload: SIGHUP re-reads the file and reloads the workers; a broken file changes
+// nothing and moed keeps serving.
+TEST_F(DaemonTest, SighupReloadsTheConfiguration) {
+  const std::string config = *dir_ + "/moed.yaml";
+  std::ifstream in(config);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string from = "name: demo\n", to = "name: renamed\n";
+  ASSERT_NE(text.find(from), std::string::npos);
+  text.replace(text.find(from), from.size(), to);
+  std::ofstream(config) << text;
+  kill(moed_->pid(), SIGHUP);
+  auto model_id = [&]() -> std::string {
+    auto models = HttpRequestOnce(moed_->port(), "GET", "/v1/models", "");
+    if (!models.ok() || models->status != 200) return "";
+    return nlohmann::json::parse(models->body)["data"][0]["id"].get<std::string>();
+  };
+  for (int i = 0; i < 600 && model_id() != "renamed"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(model_id(), "renamed") << moed_->Log();
+  nlohmann::json body = nlohmann::json::parse(ChatBody(4, false));
+  body["model"] = "renamed";
+  auto chat = HttpRequestOnce(moed_->port(), "POST", "/v1/chat/completions", body.dump(),
+                              {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_EQ(chat->status, 200) << chat->body;
+
+  std::ofstream(config) << "server: [not, a, map\n";
+  kill(moed_->pid(), SIGHUP);
+  for (int i = 0; i < 200 && moed_->Log().find("SIGHUP: reload failed") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_THAT(moed_->Log(), HasSubstr("SIGHUP: reload failed"));
+  EXPECT_EQ(model_id(), "renamed");
+  auto exit_code = moed_->SignalAndWait(SIGTERM, 60);
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
 }
 
