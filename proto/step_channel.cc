@@ -5,18 +5,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/base/status_macros.h"
+#include "proto/unix_socket_io.h"
 
 namespace moed::wire {
 namespace {
@@ -31,57 +29,19 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == 16);
 
-absl::Status ErrnoError(const std::string& what, int err) {
-  const std::string message = absl::StrCat("step channel: ", what, ": ", std::strerror(err));
-  if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == ECONNREFUSED ||
-      err == ENOENT) {
-    return absl::UnavailableError(message);
-  }
-  return absl::InternalError(message);
-}
-
-absl::StatusOr<sockaddr_un> Address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("step channel path \"", path,
-                                                   "\" must have 1 to ", sizeof(addr.sun_path) - 1,
-                                                   " characters"));
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
-
-// Waits for `events` on `fd` until `deadline` or until `interrupt_fd` is readable.
-absl::Status Wait(int fd, short events, absl::Time deadline, int interrupt_fd) {
-  for (;;) {
-    int ms = -1;
-    if (deadline != absl::InfiniteFuture()) {
-      const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration())
-        return absl::DeadlineExceededError("step channel: timed out");
-      ms = static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
-    }
-    pollfd p[2] = {{fd, events, 0}, {interrupt_fd, POLLIN, 0}};
-    const int r = poll(p, interrupt_fd >= 0 ? 2 : 1, ms);
-    if (r < 0 && errno != EINTR) return ErrnoError("poll", errno);
-    if (r > 0 && (p[1].revents & POLLIN) != 0)
-      return absl::CancelledError("step channel: interrupted");
-    if (r > 0) return absl::OkStatus();
-  }
-}
+constexpr char kContext[] = "step channel";
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StepSocket>> StepSocket::Connect(const std::string& path) {
-  ASSIGN_OR_RETURN(sockaddr_un addr, Address(path));
+  ASSIGN_OR_RETURN(sockaddr_un addr, UnixSocketAddress(kContext, path));
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError("socket", errno);
+  if (fd < 0) return SocketError(kContext, "socket", errno);
   if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 ||
       fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
     const int err = errno;
     close(fd);
-    return ErrnoError(absl::StrCat("connect to ", path), err);
+    return SocketError(kContext, absl::StrCat("connect to ", path), err);
   }
   return std::unique_ptr<StepSocket>(new StepSocket(fd));
 }
@@ -106,38 +66,9 @@ absl::Status StepSocket::Write(const google::protobuf::MessageLite& message,
       p += n;
       left -= static_cast<size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(Wait(fd_, POLLOUT, deadline, -1));
+      RETURN_IF_ERROR(WaitForSocket(fd_, POLLOUT, deadline, -1, kContext, "sending"));
     } else if (n < 0 && errno != EINTR) {
-      return ErrnoError("send", errno);
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status StepSocket::Fill(size_t need, absl::Time deadline, int interrupt_fd) {
-  while (end_ - begin_ < need) {
-    if (begin_ > 0) {  // move the unread bytes to the front
-      std::memmove(rx_.get(), rx_.get() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (capacity_ < need || capacity_ - end_ < 4096) {  // grow, without zero-filling
-      const size_t capacity = std::max({need, 2 * capacity_, size_t{64} << 10});
-      auto bigger = std::make_unique<char[]>(capacity);
-      std::memcpy(bigger.get(), rx_.get(), end_);
-      rx_ = std::move(bigger);
-      capacity_ = capacity;
-    }
-    // Take whatever has arrived, up to the free space: usually a whole frame in one call.
-    const ssize_t n = recv(fd_, rx_.get() + end_, capacity_ - end_, 0);
-    if (n > 0) {
-      end_ += static_cast<size_t>(n);
-    } else if (n == 0) {
-      return absl::UnavailableError("step channel: the peer closed the connection");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      RETURN_IF_ERROR(Wait(fd_, POLLIN, deadline, interrupt_fd));
-    } else if (errno != EINTR) {
-      return ErrnoError("receive", errno);
+      return SocketError(kContext, "send", errno);
     }
   }
   return absl::OkStatus();
@@ -145,15 +76,18 @@ absl::Status StepSocket::Fill(size_t need, absl::Time deadline, int interrupt_fd
 
 absl::Status StepSocket::Read(google::protobuf::MessageLite* message, absl::Time deadline,
                               int interrupt_fd) {
+  auto fill = [&](size_t need) {
+    return rx_.Fill(fd_, need, deadline, interrupt_fd, kContext, "", "the peer closed the connection");
+  };
   FrameHeader header;
-  RETURN_IF_ERROR(Fill(sizeof(header), deadline, interrupt_fd));
-  std::memcpy(&header, rx_.get() + begin_, sizeof(header));
+  RETURN_IF_ERROR(fill(sizeof(header)));
+  std::memcpy(&header, rx_.data(), sizeof(header));
   if (header.magic != kMagic || header.length > kMaxFrame) {
     return absl::DataLossError("step channel: malformed frame header");
   }
-  RETURN_IF_ERROR(Fill(sizeof(header) + header.length, deadline, interrupt_fd));
-  const char* body = rx_.get() + begin_ + sizeof(header);
-  begin_ += sizeof(header) + header.length;
+  RETURN_IF_ERROR(fill(sizeof(header) + header.length));
+  const char* body = rx_.data() + sizeof(header);
+  rx_.Consume(sizeof(header) + header.length);
   if (!message->ParseFromArray(body, static_cast<int>(header.length))) {
     return absl::DataLossError("step channel: the frame does not hold a valid message");
   }
@@ -161,20 +95,7 @@ absl::Status StepSocket::Read(google::protobuf::MessageLite* message, absl::Time
 }
 
 absl::StatusOr<std::unique_ptr<StepListener>> StepListener::Listen(const std::string& path) {
-  ASSIGN_OR_RETURN(sockaddr_un addr, Address(path));
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode))
-      return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a socket"));
-    unlink(path.c_str());
-  }
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ErrnoError("socket", errno);
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 4) != 0) {
-    const int err = errno;
-    close(fd);
-    return ErrnoError(absl::StrCat("listen on ", path), err);
-  }
+  ASSIGN_OR_RETURN(const int fd, ListenUnixSocket(kContext, path));
   return std::unique_ptr<StepListener>(new StepListener(fd, path));
 }
 
@@ -190,7 +111,7 @@ absl::StatusOr<std::unique_ptr<StepSocket>> StepListener::Accept() {
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK)
       return absl::UnavailableError("step channel: no pending connection");
-    return ErrnoError(absl::StrCat("accept on ", path_), errno);
+    return SocketError(kContext, absl::StrCat("accept on ", path_), errno);
   }
 }
 

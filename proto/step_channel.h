@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message_lite.h"
+#include "proto/unix_socket_io.h"
 
 namespace moed::wire {
 
@@ -43,14 +44,9 @@ class StepSocket {
  private:
   friend class StepListener;
   explicit StepSocket(int fd) : fd_(fd) {}
-  // Receives until at least `need` unread bytes are buffered.
-  absl::Status Fill(size_t need, absl::Time deadline, int interrupt_fd);
-
   int fd_;
   std::string buffer_;  // reused storage of the frame being written
-  // Received bytes; [begin_, end_) not consumed yet. Not zero-filled on growth.
-  std::unique_ptr<char[]> rx_;
-  size_t capacity_ = 0, begin_ = 0, end_ = 0;
+  ReceiveBuffer rx_;
 };
 
 class StepListener {

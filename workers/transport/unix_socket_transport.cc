@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/base/status_macros.h"
+#include "proto/unix_socket_io.h"
 
 namespace moed::transport {
 namespace {
@@ -37,47 +37,14 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == 24);
 
-absl::Status ErrnoError(const std::string& what, int err) {
-  const std::string message = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) return absl::UnavailableError(message);
-  return absl::InternalError(message);
-}
-
-absl::StatusOr<sockaddr_un> Address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("activation socket path \"", path,
-                                                   "\" must have 1 to ", sizeof(addr.sun_path) - 1,
-                                                   " characters"));
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
+constexpr char kContext[] = "activation transport";
+constexpr char kWaitingForActivations[] = "waiting for the previous stage's activations";
+constexpr char kPreviousStageClosed[] = "the previous stage closed the connection";
 
 absl::Status SetNonBlocking(int fd) {
   const int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return ErrnoError("fcntl", errno);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return wire::SocketError(kContext, "fcntl", errno);
   return absl::OkStatus();
-}
-
-// Waits until `fd` is ready for `events` or the deadline passes or `interrupt_fd` is readable.
-absl::Status Wait(int fd, short events, absl::Time deadline, int interrupt_fd, const char* what) {
-  for (;;) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(absl::StrCat("activation transport: timed out ", what));
-    }
-    pollfd p[2] = {{fd, events, 0}, {interrupt_fd, POLLIN, 0}};
-    const int ms =
-        static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
-    const int r = poll(p, interrupt_fd >= 0 ? 2 : 1, ms);
-    if (r < 0 && errno != EINTR) return ErrnoError("poll", errno);
-    if (r > 0 && (p[1].revents & POLLIN) != 0) {
-      return absl::CancelledError(absl::StrCat("activation transport: interrupted ", what));
-    }
-    if (r > 0) return absl::OkStatus();  // errors and hang-ups surface in the next read/write
-  }
 }
 
 }  // namespace
@@ -90,11 +57,11 @@ bool IsPeerError(const absl::Status& status) {
 
 absl::StatusOr<std::unique_ptr<UnixSocketTransport>> UnixSocketTransport::Connect(
     const std::string& path, const UnixSocketOptions& options) {
-  ASSIGN_OR_RETURN(sockaddr_un addr, Address(path));
+  ASSIGN_OR_RETURN(sockaddr_un addr, wire::UnixSocketAddress(kContext, path));
   const absl::Time deadline = absl::Now() + options.timeout;
   for (;;) {
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return ErrnoError("socket", errno);
+    if (fd < 0) return wire::SocketError(kContext, "socket", errno);
     if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
       absl::Status s = SetNonBlocking(fd);
       if (!s.ok()) {
@@ -107,7 +74,7 @@ absl::StatusOr<std::unique_ptr<UnixSocketTransport>> UnixSocketTransport::Connec
     close(fd);
     // Not listening yet (no file, or a file without a listener, or a full backlog): retry.
     if (err != ENOENT && err != ECONNREFUSED && err != EAGAIN && err != EINTR) {
-      return ErrnoError(absl::StrCat("connect to ", path), err);
+      return wire::SocketError(kContext, absl::StrCat("connect to ", path), err);
     }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
@@ -151,11 +118,11 @@ absl::Status UnixSocketTransport::SendFrame(uint32_t kind, const void* payload, 
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        RETURN_IF_ERROR(Wait(fd_, POLLOUT, deadline, options_.interrupt_fd,
-                             "sending activations (is the next stage stalled?)"));
+        RETURN_IF_ERROR(wire::WaitForSocket(fd_, POLLOUT, deadline, options_.interrupt_fd, kContext,
+                                            "sending activations (is the next stage stalled?)"));
         continue;
       }
-      return ErrnoError("activation transport: send to the next stage failed", errno);
+      return wire::SocketError(kContext, "send to the next stage", errno);
     }
     auto left = static_cast<size_t>(n);
     while (first < 2 && left >= iov[first].iov_len) left -= iov[first++].iov_len;
@@ -177,55 +144,27 @@ absl::Status UnixSocketTransport::ReadExactly(void* data, size_t size, absl::Tim
       size -= static_cast<size_t>(n);
       continue;
     }
-    if (n == 0)
-      return absl::UnavailableError(
-          "activation transport: the previous stage closed the connection");
+    if (n == 0) return absl::UnavailableError(absl::StrCat(kContext, ": ", kPreviousStageClosed));
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      RETURN_IF_ERROR(Wait(fd_, POLLIN, deadline, options_.interrupt_fd,
-                           "waiting for the previous stage's activations"));
+      RETURN_IF_ERROR(wire::WaitForSocket(fd_, POLLIN, deadline, options_.interrupt_fd, kContext,
+                                          kWaitingForActivations));
       continue;
     }
-    return ErrnoError("activation transport: receive failed", errno);
+    return wire::SocketError(kContext, "receive", errno);
   }
   return absl::OkStatus();
 }
 
 absl::Status UnixSocketTransport::Fill(size_t need, absl::Time deadline) {
-  while (end_ - begin_ < need) {
-    if (begin_ > 0) {
-      std::memmove(rx_.get(), rx_.get() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (capacity_ < need || capacity_ - end_ < 4096) {  // grow, without zero-filling
-      const size_t capacity = std::max({need, 2 * capacity_, size_t{64} << 10});
-      auto bigger = std::make_unique<char[]>(capacity);
-      std::memcpy(bigger.get(), rx_.get(), end_);
-      rx_ = std::move(bigger);
-      capacity_ = capacity;
-    }
-    const ssize_t n = recv(fd_, rx_.get() + end_, capacity_ - end_, 0);
-    if (n > 0) {
-      end_ += static_cast<size_t>(n);
-    } else if (n == 0) {
-      return absl::UnavailableError(
-          "activation transport: the previous stage closed the connection");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      RETURN_IF_ERROR(Wait(fd_, POLLIN, deadline, options_.interrupt_fd,
-                           "waiting for the previous stage's activations"));
-    } else if (errno != EINTR) {
-      return ErrnoError("activation transport: receive failed", errno);
-    }
-  }
-  return absl::OkStatus();
+  return rx_.Fill(fd_, need, deadline, options_.interrupt_fd, kContext, kWaitingForActivations, kPreviousStageClosed);
 }
 
 absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
   const absl::Time deadline = absl::Now() + options_.timeout;
   FrameHeader header;
   RETURN_IF_ERROR(Fill(sizeof(header), deadline));
-  std::memcpy(&header, rx_.get() + begin_, sizeof(header));
+  std::memcpy(&header, rx_.data(), sizeof(header));
   if (header.magic != kMagic || (header.kind != kData && header.kind != kError)) {
     return absl::DataLossError("activation transport: malformed frame header");
   }
@@ -239,13 +178,13 @@ absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
     return absl::DataLossError(
         absl::StrCat("activation transport: frame of ", header.bytes, " bytes rejected"));
   }
-  begin_ += sizeof(header);
+  rx_.Consume(sizeof(header));
   if (header.kind == kError) {
     RETURN_IF_ERROR(Fill(header.bytes, deadline));
     uint32_t code;
-    std::memcpy(&code, rx_.get() + begin_, sizeof(code));
-    std::string message(rx_.get() + begin_ + sizeof(code), header.bytes - sizeof(code));
-    begin_ += header.bytes;
+    std::memcpy(&code, rx_.data(), sizeof(code));
+    std::string message(rx_.data() + sizeof(code), header.bytes - sizeof(code));
+    rx_.Consume(header.bytes);
     ++received_;
     if (code == 0 || code > static_cast<uint32_t>(absl::StatusCode::kUnauthenticated)) {
       code = static_cast<uint32_t>(absl::StatusCode::kUnknown);
@@ -257,9 +196,9 @@ absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
   // What already arrived is copied; the rest of a large frame is received in place.
   std::vector<float> hidden(header.bytes / sizeof(float));
   char* out = reinterpret_cast<char*>(hidden.data());
-  const size_t buffered = std::min<size_t>(end_ - begin_, header.bytes);
-  std::memcpy(out, rx_.get() + begin_, buffered);
-  begin_ += buffered;
+  const size_t buffered = std::min<size_t>(rx_.size(), header.bytes);
+  std::memcpy(out, rx_.data(), buffered);
+  rx_.Consume(buffered);
   RETURN_IF_ERROR(ReadExactly(out + buffered, header.bytes - buffered, deadline));
   ++received_;
   return hidden;
@@ -269,21 +208,7 @@ absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
 
 absl::StatusOr<std::unique_ptr<UnixSocketListener>> UnixSocketListener::Listen(
     const std::string& path, const UnixSocketOptions& options) {
-  ASSIGN_OR_RETURN(sockaddr_un addr, Address(path));
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a socket"));
-    }
-    unlink(path.c_str());  // a socket left by a previous worker at this path
-  }
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ErrnoError("socket", errno);
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 4) != 0) {
-    const int err = errno;
-    close(fd);
-    return ErrnoError(absl::StrCat("listen on ", path), err);
-  }
+  ASSIGN_OR_RETURN(const int fd, wire::ListenUnixSocket(kContext, path));
   return std::unique_ptr<UnixSocketListener>(new UnixSocketListener(fd, path, options));
 }
 
@@ -299,9 +224,9 @@ absl::StatusOr<std::unique_ptr<UnixSocketTransport>> UnixSocketListener::Accept(
     if (fd >= 0) return std::unique_ptr<UnixSocketTransport>(new UnixSocketTransport(fd, options_));
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return ErrnoError(absl::StrCat("accept on ", path_), errno);
-    RETURN_IF_ERROR(Wait(fd_, POLLIN, deadline, options_.interrupt_fd,
-                         "waiting for the previous stage to connect"));
+      return wire::SocketError(kContext, absl::StrCat("accept on ", path_), errno);
+    RETURN_IF_ERROR(wire::WaitForSocket(fd_, POLLIN, deadline, options_.interrupt_fd, kContext,
+                                        "waiting for the previous stage to connect"));
   }
 }
 

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/unix_socket_io.h"
 #include "workers/engine/pipeline.h"
 
 namespace moed::transport {
@@ -73,8 +74,7 @@ class UnixSocketTransport : public engine::ActivationTransport {
 
   int fd_;
   UnixSocketOptions options_;
-  std::unique_ptr<char[]> rx_;  // received bytes, [begin_, end_) unread; not zero-filled
-  size_t capacity_ = 0, begin_ = 0, end_ = 0;
+  wire::ReceiveBuffer rx_;
   uint64_t sent_ = 0;      // frames sent
   uint64_t received_ = 0;  // frames received
 };
