@@ -14,16 +14,14 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/moed_model/testing/run_model_tool.h"
 
 namespace moed {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
+using RunResult = moed::testing::ToolResult;
 
 std::vector<char> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -45,19 +43,7 @@ class DequantCliTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
-  RunResult Run(const std::string& args) {
-    const std::string log = Path("log.txt");
-    const std::string cmd =
-        std::string(MOED_BINARY_DIR "/tools/moed-model dequant ") + args + " >'" + log + "' 2>&1";
-    const int status = std::system(cmd.c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.output = ss.str();
-    return r;
-  }
+  RunResult Run(const std::string& args) { return moed::testing::RunModelTool("dequant " + args); }
 
   std::string dir_;
 };

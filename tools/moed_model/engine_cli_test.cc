@@ -11,16 +11,15 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/moed_model/testing/run_model_tool.h"
 
 namespace moed {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
+using moed::testing::RunModelTool;
+using Result = moed::testing::ToolResult;
 
 class EngineCliTest : public ::testing::Test {
  protected:
@@ -30,16 +29,7 @@ class EngineCliTest : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
-  Result Run(const std::string& args, bool with_stderr = true) {
-    const std::string cmd = std::string(MOED_BINARY_DIR) + "/tools/moed-model " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE* pipe = popen(cmd.c_str(), "r");
-    Result r{-1, ""};
-    std::array<char, 4096> buf;
-    for (size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) r.output.append(buf.data(), n);
-    const int status = pclose(pipe);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-  }
+  Result Run(const std::string& args, bool with_stderr = true) { return RunModelTool(args, with_stderr); }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   static std::string TinyB(const std::string& type) {
     return std::string(MOED_TEST_DATA_DIR) + "/qwen35moe-tiny/tiny-b/tiny-b-" + type + ".gguf";

@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/moed_model/testing/run_model_tool.h"
 #include "kernels/quants/ggml_type.h"
 #include "loader/gguf/gguf_file.h"
 
@@ -17,10 +18,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
+using moed::testing::RunModelTool;
+using Result = moed::testing::ToolResult;
 
 class ModelToolTest : public ::testing::Test {
  protected:
@@ -30,16 +29,7 @@ class ModelToolTest : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
-  Result Run(const std::string& args) {
-    const std::string cmd = std::string(MOED_BINARY_DIR) + "/tools/moed-model " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    Result r{-1, ""};
-    std::array<char, 4096> buf;
-    for (size_t n; (n = fread(buf.data(), 1, buf.size(), pipe)) > 0;) r.output.append(buf.data(), n);
-    const int status = pclose(pipe);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-  }
+  Result Run(const std::string& args) { return RunModelTool(args); }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   static std::string Data(const std::string& rel) { return std::string(MOED_TEST_DATA_DIR) + "/" + rel; }
 

@@ -5,34 +5,22 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/moed_model/testing/run_model_tool.h"
 
 namespace {
 
-struct Result {
-  int rc;
-  std::string out;
-};
+using moed::testing::RunModelTool;
+using Result = moed::testing::ToolResult;
 
-Result RunTool(const std::string& args) {
-  const std::string cmd = std::string(MOED_BINARY_DIR) + "/tools/moed-model " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result RunTool(const std::string& args) { return RunModelTool(args); }
 
 const std::string kText = std::string(MOED_TEST_DATA_DIR) + "/text";
 
 TEST(TextCliTest, ChatTemplateRendersACase) {
   Result r = RunTool("chat-template --template " + kText + "/templates/qwen3.5-chat-template.jinja --input " +
                  kText + "/chat_cases/q04-thinking-off.json");
-  EXPECT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(r.out,
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output,
             "<|im_start|>user\nQuick answer: capital of France?<|im_end|>\n<|im_start|>assistant\n"
             "<think>\n\n</think>\n\n");
 }
@@ -40,15 +28,15 @@ TEST(TextCliTest, ChatTemplateRendersACase) {
 TEST(TextCliTest, ChatTemplateErrorExitsOneWithTheMessage) {
   Result r = RunTool("chat-template --template " + kText + "/templates/qwen3.5-chat-template.jinja --input " +
                  kText + "/chat_cases/q18-raise-no-user.json");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_THAT(r.out, ::testing::HasSubstr("No user query found in messages."));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, ::testing::HasSubstr("No user query found in messages."));
 }
 
 TEST(TextCliTest, ChatTemplateFromModel) {
   Result r = RunTool("chat-template --model " + kText + "/vocab/ggml-vocab-qwen2.gguf --input " + kText +
                  "/chat_cases/q01-single-user.json");
-  EXPECT_EQ(r.rc, 0) << r.out;
-  EXPECT_THAT(r.out, ::testing::HasSubstr("<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::HasSubstr("<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n"));
 }
 
 TEST(TextCliTest, TokenizePrintsIds) {
@@ -58,11 +46,11 @@ TEST(TextCliTest, TokenizePrintsIds) {
     f << "ied 4 \xC2\xBD months";
   }
   Result r = RunTool("tokenize --model " + kText + "/vocab/ggml-vocab-qwen2.gguf --text-file " + path);
-  EXPECT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(r.out, "1122 220 19 220 26062 3951\n");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "1122 220 19 220 26062 3951\n");
   Result missing = RunTool("tokenize --model " + kText + "/vocab/ggml-vocab-qwen2.gguf");
-  EXPECT_EQ(missing.rc, 1);
-  EXPECT_THAT(missing.out, ::testing::HasSubstr("--text-file"));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, ::testing::HasSubstr("--text-file"));
 }
 
 }  // namespace

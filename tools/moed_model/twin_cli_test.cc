@@ -15,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/moed_model/testing/run_model_tool.h"
 #include "loader/gguf/gguf_file.h"
 #include "loader/gguf/gguf_writer.h"
 #include "loader/tensor_variant.h"
@@ -38,10 +39,7 @@ static_assert(kBaseline + (kUpV1 - kUpV0) > (1u << 20));                       /
 static_assert(kBaseline + (kDownV1 - kDownV0) <= (1u << 20));                  // down fits in 1 MiB
 static_assert(kBaseline + (kUpV1 - kUpV0) + (kDownV1 - kDownV0) <= (3u << 20));  // both fit in 3 MiB
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
+using RunResult = moed::testing::ToolResult;
 
 class TwinCliTest : public ::testing::Test {
  protected:
@@ -55,18 +53,7 @@ class TwinCliTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
-  RunResult Run(const std::string& args) {
-    const std::string log = Path("log.txt");
-    const std::string cmd = std::string(MOED_BINARY_DIR "/tools/moed-model ") + args + " >'" + log + "' 2>&1";
-    const int status = std::system(cmd.c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.output = ss.str();
-    return r;
-  }
+  RunResult Run(const std::string& args) { return moed::testing::RunModelTool("" + args); }
 
   static std::unique_ptr<gguf::GgufFile> Open(const std::string& path) {
     auto f = gguf::GgufFile::Open(path);
