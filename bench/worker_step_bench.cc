@@ -79,7 +79,7 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-void BM_DecodeStep(benchmark::State& state, daemon::StepPath path) {
+void BM_DecodeStep(benchmark::State& state, daemon::StepPath path, absl::Duration spin = absl::ZeroDuration()) {
   const int n_stages = static_cast<int>(state.range(0));
   InProcess local;
   auto model = engine::LoadModel(kModel);
@@ -106,6 +106,7 @@ void BM_DecodeStep(benchmark::State& state, daemon::StepPath path) {
   o.stages = local.pipeline->ranges();
   o.cache = Cache();
   o.step_path = path;
+  o.step_spin = spin;
   auto created = daemon::WorkerPool::Create(o);
   if (!created.ok()) {
     state.SkipWithError(std::string(created.status().message()).c_str());
@@ -166,6 +167,11 @@ void BM_DecodeStep(benchmark::State& state, daemon::StepPath path) {
 void BM_DecodeStepChannel(benchmark::State& state) {
   BM_DecodeStep(state, daemon::StepPath::kChannel);
 }
+// The channel with the router and the workers checking for data without sleeping for up to
+// 200 us (WorkerPoolOptions::step_spin): what moed does when every process has a core.
+void BM_DecodeStepChannelSpin(benchmark::State& state) {
+  BM_DecodeStep(state, daemon::StepPath::kChannel, absl::Microseconds(200));
+}
 void BM_DecodeStepGrpcStream(benchmark::State& state) {
   BM_DecodeStep(state, daemon::StepPath::kStream);
 }
@@ -174,6 +180,12 @@ void BM_DecodeStepGrpcUnary(benchmark::State& state) {
 }
 
 BENCHMARK(BM_DecodeStepChannel)
+    ->ArgName("workers")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DecodeStepChannelSpin)
     ->ArgName("workers")
     ->Arg(1)
     ->Arg(2)

@@ -40,6 +40,8 @@ class StepSocket {
   absl::Status Read(google::protobuf::MessageLite* message, absl::Time deadline,
                     int interrupt_fd = -1);
   int fd() const { return fd_; }
+  // See ReceiveBuffer::set_spin.
+  void set_spin(absl::Duration spin) { rx_.set_spin(spin); }
 
  private:
   friend class StepListener;

@@ -74,8 +74,18 @@ absl::Status WaitForSocket(int fd, short events, absl::Time deadline, int interr
   }
 }
 
+bool SpinUntilReadable(int fd, absl::Duration spin) {
+  const absl::Time until = absl::Now() + spin;
+  do {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 0) > 0) return true;
+  } while (absl::Now() < until);
+  return false;
+}
+
 absl::Status ReceiveBuffer::Fill(int fd, size_t need, absl::Time deadline, int interrupt_fd, std::string_view context,
                                  std::string_view waiting_for, std::string_view closed) {
+  bool spun = spin_ <= absl::ZeroDuration();
   while (end_ - begin_ < need) {
     if (begin_ > 0) {  // move the unread bytes to the front
       std::memmove(rx_.get(), rx_.get() + begin_, end_ - begin_);
@@ -96,6 +106,10 @@ absl::Status ReceiveBuffer::Fill(int fd, size_t need, absl::Time deadline, int i
     } else if (n == 0) {
       return absl::UnavailableError(absl::StrCat(Sv(context), ": ", Sv(closed)));
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!spun) {
+        spun = true;
+        if (SpinUntilReadable(fd, spin_)) continue;
+      }
       RETURN_IF_ERROR(WaitForSocket(fd, POLLIN, deadline, interrupt_fd, context, waiting_for));
     } else if (errno != EINTR) {
       return SocketError(context, "receive", errno);

@@ -139,6 +139,7 @@ absl::Status StageWorker::OpenLinks() {
   transport::UnixSocketOptions options;
   options.timeout = config_.activation_timeout;
   options.interrupt_fd = interrupt_fd_;
+  options.spin = config_.step_spin;
   // A frame is at most every token of a step; bound it by what the KV cache could ever hold
   // plus one token per slot (a stage without attention layers still has no larger step).
   const int64_t max_tokens = config_.engine.cache.kv_blocks * config_.engine.cache.kv_block_size +

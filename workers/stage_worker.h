@@ -43,6 +43,7 @@ struct StageConfig {
   std::string activation_listen;  // socket path for the previous stage; empty for the first
   std::string activation_next;    // the next stage's socket path; empty for the last
   absl::Duration activation_timeout = absl::Seconds(120);
+  absl::Duration step_spin = absl::ZeroDuration();  // LoadRequest.step_spin_us
 };
 
 // What the router needs to know about a loaded stage.

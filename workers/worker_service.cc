@@ -47,9 +47,10 @@ class StepThread {
   }
   // Step thread only: serves the step channel at `path` from now on (empty: no channel); a
   // router connected to the previous one must connect again.
-  absl::Status ListenForSteps(const std::string& path) {
+  absl::Status ListenForSteps(const std::string& path, absl::Duration spin) {
     connection_.reset();
     listener_.reset();
+    spin_ = spin;
     if (path.empty()) return absl::OkStatus();
     auto listener = wire::StepListener::Listen(path);
     if (!listener.ok()) return listener.status();
@@ -100,6 +101,8 @@ class StepThread {
       pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
       if (listener_ != nullptr) fds[1].fd = listener_->fd();
       if (connection_ != nullptr) fds[2].fd = connection_->fd();
+      // The router's next step usually follows the last answer closely: catch it awake.
+      if (connection_ != nullptr && spin_ > absl::ZeroDuration()) wire::SpinUntilReadable(connection_->fd(), spin_);
       if (poll(fds, 3, -1) < 0) continue;  // EINTR
       if ((fds[0].revents & POLLIN) != 0) {
         if (!RunQueued()) return;
@@ -122,6 +125,7 @@ class StepThread {
   // Step thread only.
   std::unique_ptr<wire::StepListener> listener_;
   std::unique_ptr<wire::StepSocket> connection_;
+  absl::Duration spin_ = absl::ZeroDuration();
   v1::StepRequest request_;
   v1::StepResponse response_;
   std::thread thread_;  // last: starts once everything above is constructed
@@ -146,6 +150,7 @@ StageConfig ToConfig(const v1::LoadRequest& r) {
   c.activation_next = r.activation_next();
   c.activation_timeout =
       absl::Milliseconds(r.activation_timeout_ms() == 0 ? 120000 : r.activation_timeout_ms());
+  c.step_spin = absl::Microseconds(r.step_spin_us());
   return c;
 }
 
@@ -270,10 +275,10 @@ grpc::ServerUnaryReactor* WorkerService::Load(grpc::CallbackServerContext* conte
   worker_
       ->Interrupt();  // the router rebuilds the pipeline: a step stuck on a dead neighbour ends now
   return Unary(context, [this, request, response]() -> absl::Status {
-    (void)step_thread_->ListenForSteps("");  // a failed Load leaves no channel behind
+    (void)step_thread_->ListenForSteps("", absl::ZeroDuration());  // a failed Load leaves no channel behind
     auto facts = worker_->Load(ToConfig(*request));
     if (!facts.ok()) return facts.status();
-    RETURN_IF_ERROR(step_thread_->ListenForSteps(request->step_channel()));
+    RETURN_IF_ERROR(step_thread_->ListenForSteps(request->step_channel(), absl::Microseconds(request->step_spin_us())));
     FromFacts(*facts, response);
     return absl::OkStatus();
   });

@@ -229,6 +229,7 @@ std::vector<absl::Status> Supervisor::LoadAll(std::vector<WorkerLoadFacts>* fact
     spec.activation_next = i + 1 < k ? workers_[i + 1]->activation_path : "";
     spec.activation_timeout = options_.activation_timeout;
     spec.step_channel = workers_[i]->step_path;
+    spec.step_spin = options_.step_spin;
     threads.emplace_back([this, i, spec, &statuses, facts] {
       auto f = workers_[i]->control->Load(spec, options_.load_timeout);
       if (f.ok()) {

@@ -30,6 +30,7 @@ struct WorkerClient::Impl {
   std::unique_ptr<v1::Worker::Stub> stub;
   StepPath step_path = StepPath::kChannel;
   std::string step_channel_path;
+  absl::Duration step_spin = absl::ZeroDuration();  // from the last Load
   int cancel_fd = -1;  // eventfd, readable once Cancel was called: ends a channel read
 
   absl::Mutex mu;
@@ -148,6 +149,8 @@ absl::StatusOr<WorkerLoadFacts> WorkerClient::Load(const WorkerLoadSpec& spec,
   r.set_activation_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(
       absl::ToInt64Milliseconds(spec.activation_timeout), 1, int64_t{1} << 31)));
   r.set_step_channel(spec.step_channel);
+  r.set_step_spin_us(static_cast<uint32_t>(absl::ToInt64Microseconds(spec.step_spin)));
+  impl_->step_spin = spec.step_spin;
   v1::LoadResponse response;
   RETURN_IF_ERROR(impl_->Call("Load", &v1::Worker::Stub::Load, r, &response, timeout));
   WorkerLoadFacts f;
@@ -251,6 +254,7 @@ absl::Status WorkerClient::StartStep(uint64_t step_id, std::span<const StepSeque
         return absl::UnavailableError(connected.status().message());
       }
       m.step_socket = std::move(connected).value();
+      m.step_socket->set_spin(m.step_spin);
     }
     absl::Status sent = m.step_socket->Write(m.request, absl::Seconds(10));
     if (!sent.ok()) {

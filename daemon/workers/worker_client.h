@@ -37,6 +37,7 @@ struct WorkerLoadSpec {
   std::string activation_next;    // empty for the last stage
   absl::Duration activation_timeout = absl::Minutes(2);
   std::string step_channel;  // where the worker accepts the step channel
+  absl::Duration step_spin = absl::ZeroDuration();  // see LoadRequest.step_spin_us
 };
 
 struct WorkerLoadFacts {

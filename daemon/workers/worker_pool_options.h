@@ -40,6 +40,9 @@ struct WorkerPoolOptions {
   // gRPC Step stream, or one unary StepOnce call per worker per step. The two gRPC paths are the
   // alternatives bench/worker_step_bench.cc measures the channel against.
   StepPath step_path = StepPath::kChannel;
+  // How long the router and the workers check for the next message without sleeping (see
+  // LoadRequest.step_spin_us). Zero unless every process has a core of its own.
+  absl::Duration step_spin = absl::ZeroDuration();
 
   absl::Duration start_timeout = absl::Seconds(30);      // process start until it accepts RPCs
   absl::Duration load_timeout = absl::Minutes(10);       // Load of a stage (maps the weights)

@@ -391,11 +391,20 @@ TEST(WorkerPoolTest, FrozenWorkerFailsItsHealthCheckAndIsReplaced) {
   EXPECT_TRUE(pool->Step(std::vector<StepSequence>{{0, {4, 5}, true, 0}}).ok());
 }
 
-class StepPathTest : public ::testing::TestWithParam<StepPath> {};
+// The alternatives to the default path: the two gRPC paths, and the channel with spinning on
+// (router, workers and the activation hop).
+struct StepPathCase {
+  const char* name;
+  StepPath path;
+  absl::Duration spin;
+};
 
-TEST_P(StepPathTest, GrpcStepPathsGiveTheSameTokens) {
+class StepPathTest : public ::testing::TestWithParam<StepPathCase> {};
+
+TEST_P(StepPathTest, GivesTheSameTokens) {
   WorkerPoolOptions o = Options(2);
-  o.step_path = GetParam();
+  o.step_path = GetParam().path;
+  o.step_spin = GetParam().spin;
   auto pool = MakePool(o);
   ASSERT_NE(pool, nullptr);
   Reference ref(2);
@@ -410,10 +419,12 @@ TEST_P(StepPathTest, GrpcStepPathsGiveTheSameTokens) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Grpc, StepPathTest, ::testing::Values(StepPath::kStream, StepPath::kUnary),
-                         [](const ::testing::TestParamInfo<StepPath>& info) {
-                           return info.param == StepPath::kStream ? "Stream" : "Unary";
-                         });
+INSTANTIATE_TEST_SUITE_P(Paths, StepPathTest,
+                         ::testing::Values(StepPathCase{"Stream", StepPath::kStream, absl::ZeroDuration()},
+                                           StepPathCase{"Unary", StepPath::kUnary, absl::ZeroDuration()},
+                                           StepPathCase{"SpinningChannel", StepPath::kChannel,
+                                                        absl::Microseconds(200)}),
+                         [](const ::testing::TestParamInfo<StepPathCase>& info) { return info.param.name; });
 
 TEST(WorkerPoolTest, BadModelPathIsAClearErrorAndLeavesNoProcess) {
   WorkerPoolOptions o = Options(2);

@@ -37,6 +37,8 @@ struct UnixSocketOptions {
   // When >= 0: a descriptor (an eventfd) that, while readable, makes every wait return Cancelled
   // at once; the transport never reads it. The owner uses it to abandon a step on a dead pipeline.
   int interrupt_fd = -1;
+  // Receive checks for a frame without sleeping for this long first (wire::ReceiveBuffer::set_spin).
+  absl::Duration spin = absl::ZeroDuration();
 };
 
 // True when `status` is a previous stage's error delivered by Receive (that stage failed the step),
@@ -62,7 +64,9 @@ class UnixSocketTransport : public engine::ActivationTransport {
   absl::StatusOr<std::vector<float>> Receive() override;
 
  private:
-  UnixSocketTransport(int fd, const UnixSocketOptions& options) : fd_(fd), options_(options) {}
+  UnixSocketTransport(int fd, const UnixSocketOptions& options) : fd_(fd), options_(options) {
+    rx_.set_spin(options.spin);
+  }
   friend class UnixSocketListener;
 
   absl::Status SendFrame(uint32_t kind, const void* payload, uint64_t bytes);
