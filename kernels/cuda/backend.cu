@@ -1,6 +1,6 @@
 // libmoed_cuda.so's C ABI (api.h): device, memory and event functions over the CUDA runtime,
 // which is linked statically and finds the driver at run time, plus the op launchers of
-// gemv.cu and norm.cu. Every failure is recorded per thread for last_error().
+// gemv.cu, norm.cu, moe.cu and ssm.cu. Every failure is recorded per thread for last_error().
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -73,6 +73,19 @@ int Gemv(const MoedCudaGemvArgs* args, void* stream) {
   return GemvLaunch(*args, stream);
 }
 const char* LastError() { return t_last_error.c_str(); }
+int MoeSupports(uint32_t type) { return MoeSupportsType(type) ? 1 : 0; }
+int MoeDecode(const MoedCudaMoeArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "moe_decode: null args");
+  return MoeDecodeLaunch(*args, stream);
+}
+int DeltaRuleStep(const MoedCudaDeltaRuleArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "delta_rule_step: null args");
+  return DeltaRuleStepLaunch(*args, stream);
+}
+int Conv1dStep(const MoedCudaConv1dArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "conv1d_step: null args");
+  return Conv1dStepLaunch(*args, stream);
+}
 
 #define MOED_STR2(x) #x
 #define MOED_STR(x) MOED_STR2(x)
@@ -98,6 +111,11 @@ constexpr MoedCudaApiV1 kApi = {
     Gemv,
     RmsNormLaunch,
     LastError,
+    // ABI 1.1
+    MoeSupports,
+    MoeDecode,
+    DeltaRuleStep,
+    Conv1dStep,
 };
 
 }  // namespace

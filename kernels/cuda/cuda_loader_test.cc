@@ -53,6 +53,8 @@ TEST(CudaLoaderTest, DefaultLoadAnswersWithoutCrashing) {
   if (lib.ok()) {
     EXPECT_GE((*lib)->device_count(), 1);
     EXPECT_EQ((*lib)->api().version, static_cast<uint32_t>(MOED_CUDA_API_VERSION));
+    EXPECT_TRUE((*lib)->HasAbi11());  // the library built from this tree
+    EXPECT_EQ((*lib)->api().struct_size, sizeof(MoedCudaApiV1));
     return;
   }
   EXPECT_EQ(lib.status().code(), absl::StatusCode::kUnavailable);

@@ -21,7 +21,6 @@
 
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/quants.cuh"
-#include "kernels/quants/iq_grids.h"
 
 namespace moed::cuda {
 namespace {
@@ -122,25 +121,6 @@ int LaunchTiled(const GemvParams& p, int64_t n_out, int n_matrices, void* stream
                   static_cast<unsigned>(n_matrices));
   GemvKernel<Q, T, R><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
   return FailCuda(cudaGetLastError(), "gemv launch");
-}
-
-// Copies ggml's iq3xxs_grid into g_iq3xxs_grid on the current device, once per device.
-int EnsureIq3XxsGrid() {
-  static std::mutex mu;
-  static uint64_t done = 0;  // bit d: device d has the grid
-  int device = 0;
-  if (const int err = FailCuda(cudaGetDevice(&device), "cudaGetDevice")) return err;
-  if (device >= 64) return Fail(MOED_CUDA_EINVAL, "IQ3_XXS: device ordinal above 63");
-  std::lock_guard<std::mutex> lock(mu);
-  if (done & (uint64_t{1} << device)) return 0;
-  static_assert(sizeof(quants_internal::kIq3XxsGrid) == sizeof(g_iq3xxs_grid));
-  if (const int err = FailCuda(cudaMemcpyToSymbol(g_iq3xxs_grid, quants_internal::kIq3XxsGrid.data(),
-                                                  sizeof(g_iq3xxs_grid)),
-                               "copying the IQ3_XXS grid")) {
-    return err;
-  }
-  done |= uint64_t{1} << device;
-  return 0;
 }
 
 template <class Q>

@@ -15,6 +15,9 @@
 namespace moed::cuda {
 namespace {
 
+// The ABI 1.0 table (version, struct_size, build_info and 17 functions) is frozen: 1.1 appends.
+static_assert(sizeof(void*) != 8 || MOED_CUDA_API_V1_0_SIZE == 152, "ABI 1.0 layout changed");
+
 std::string ExecutableDir() {
   char buf[4096];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -58,11 +61,11 @@ absl::StatusOr<std::unique_ptr<CudaLibrary>> CudaLibrary::Load(const LoadOptions
     }
     const MoedCudaApiV1* api = entry();
     if (api == nullptr || api->version != MOED_CUDA_API_VERSION ||
-        api->struct_size < sizeof(MoedCudaApiV1)) {
+        api->struct_size < MOED_CUDA_API_V1_0_SIZE) {
       return absl::UnavailableError(absl::StrCat(
           "CUDA backend too old/new: ", path, " has ABI version ", api ? api->version : 0,
           " (size ", api ? api->struct_size : 0, "), this build needs ", MOED_CUDA_API_VERSION,
-          " (size ", sizeof(MoedCudaApiV1), ")"));
+          " (size >= ", MOED_CUDA_API_V1_0_SIZE, ")"));
     }
     int count = 0;
     const int rc = api->device_count(&count);
@@ -83,6 +86,23 @@ absl::Status CudaLibrary::Check(int rc, std::string_view what) const {
   const std::string message = absl::StrCat(Sv(what), ": ", api_->last_error());
   if (rc == MOED_CUDA_EINVAL) return absl::InvalidArgumentError(message);
   return absl::InternalError(message);
+}
+
+absl::Status CudaLibrary::MoeDecode(const MoedCudaMoeArgs& args, void* stream) const {
+  if (!HasAbi11()) return absl::UnimplementedError(absl::StrCat(path_, " has no moe_decode (ABI 1.0)"));
+  return Check(api_->moe_decode(&args, stream), "moe_decode");
+}
+
+absl::Status CudaLibrary::DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const {
+  if (!HasAbi11()) {
+    return absl::UnimplementedError(absl::StrCat(path_, " has no delta_rule_step (ABI 1.0)"));
+  }
+  return Check(api_->delta_rule_step(&args, stream), "delta_rule_step");
+}
+
+absl::Status CudaLibrary::Conv1dStep(const MoedCudaConv1dArgs& args, void* stream) const {
+  if (!HasAbi11()) return absl::UnimplementedError(absl::StrCat(path_, " has no conv1d_step (ABI 1.0)"));
+  return Check(api_->conv1d_step(&args, stream), "conv1d_step");
 }
 
 }  // namespace moed::cuda

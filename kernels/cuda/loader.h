@@ -5,6 +5,7 @@
 //   ASSIGN_OR_RETURN(auto cuda, moed::cuda::CudaLibrary::Load({}));
 //   const MoedCudaApiV1& api = cuda->api();
 //   RETURN_IF_ERROR(cuda->Check(api.gemv(&args, nullptr), "gemv"));
+//   RETURN_IF_ERROR(cuda->MoeDecode(moe_args, stream));  // ABI 1.1 ops have Status wrappers
 //
 // Thread-safety: a loaded CudaLibrary is immutable; api() functions are thread-safe (api.h).
 #ifndef MOED_KERNELS_CUDA_LOADER_H_
@@ -57,6 +58,15 @@ class CudaLibrary {
   // OK for rc == 0; otherwise Internal (InvalidArgument for MOED_CUDA_EINVAL) with
   // "<what>: <last_error()>".
   absl::Status Check(int rc, std::string_view what) const;
+
+  // ABI 1.1 (api.h): true if the loaded library has moe_decode, delta_rule_step and conv1d_step.
+  // Load() accepts a 1.0 library too (its callers keep working); the wrappers below then answer
+  // Unimplemented instead of calling through a field the library does not have.
+  bool HasAbi11() const { return MOED_CUDA_API_HAS(api_, conv1d_step); }
+  // api().moe_decode / delta_rule_step / conv1d_step through Check().
+  absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
+  absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;
+  absl::Status Conv1dStep(const MoedCudaConv1dArgs& args, void* stream) const;
 
  private:
   CudaLibrary(const MoedCudaApiV1* api, std::string path, int device_count)

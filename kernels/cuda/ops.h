@@ -1,5 +1,5 @@
 // Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
-// (gemv.cu, norm.cu), and the per-thread error message they report through. Compiled by nvcc
+// (gemv.cu, norm.cu, moe.cu, ssm.cu), and the per-thread error message they report through. Compiled by nvcc
 // only; the host side sees nothing but api.h.
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
@@ -37,6 +37,10 @@ bool GemvSupportsType(uint32_t ggml_type);
 int GemvLaunch(const MoedCudaGemvArgs& args, void* stream);
 int RmsNormLaunch(const float* x, const float* w, int64_t n, int64_t n_rows, float eps, float* y,
                   void* stream);
+bool MoeSupportsType(uint32_t ggml_type);
+int MoeDecodeLaunch(const MoedCudaMoeArgs& args, void* stream);
+int DeltaRuleStepLaunch(const MoedCudaDeltaRuleArgs& args, void* stream);
+int Conv1dStepLaunch(const MoedCudaConv1dArgs& args, void* stream);
 
 }  // namespace moed::cuda
 

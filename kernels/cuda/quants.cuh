@@ -14,8 +14,13 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
+
+#include "kernels/cuda/ops.h"
+#include "kernels/quants/iq_grids.h"
 
 namespace moed::cuda {
 
@@ -296,8 +301,29 @@ struct BlockNvfp4 {  // d[4] (UE4M3 per 16 weights) @0, qs[32] @4; unit = half a
 
 // The IQ3_XXS grid (ggml's iq3xxs_grid) in device memory. Whole-program compilation (no -rdc)
 // gives each translation unit its own copy: a .cu that decodes IQ3_XXS copies
-// kernels/quants/iq_grids.cc's table into it on first use per device (gemv.cu: EnsureIq3XxsGrid).
+// kernels/quants/iq_grids.cc's table into it on first use per device (EnsureIq3XxsGrid below).
 static __device__ uint32_t g_iq3xxs_grid[256];
+
+// Copies ggml's iq3xxs_grid into this translation unit's g_iq3xxs_grid on the current device, once
+// per device. Internal linkage on purpose: each .cu that decodes IQ3_XXS has its own grid and its
+// own copy of this function (and of its once-per-device bookkeeping).
+static int EnsureIq3XxsGrid() {
+  static std::mutex mu;
+  static uint64_t done = 0;  // bit d: device d has the grid
+  int device = 0;
+  if (const int err = FailCuda(cudaGetDevice(&device), "cudaGetDevice")) return err;
+  if (device >= 64) return Fail(MOED_CUDA_EINVAL, "IQ3_XXS: device ordinal above 63");
+  std::lock_guard<std::mutex> lock(mu);
+  if (done & (uint64_t{1} << device)) return 0;
+  static_assert(sizeof(quants_internal::kIq3XxsGrid) == sizeof(g_iq3xxs_grid));
+  if (const int err = FailCuda(cudaMemcpyToSymbol(g_iq3xxs_grid, quants_internal::kIq3XxsGrid.data(),
+                                                  sizeof(g_iq3xxs_grid)),
+                               "copying the IQ3_XXS grid")) {
+    return err;
+  }
+  done |= uint64_t{1} << device;
+  return 0;
+}
 
 struct BlockIq3Xxs {  // d @0, qs[64] @2 (grid indices), scales_and_signs u32[8] @66
   static constexpr int kWeights = 256, kBytes = 98, kAlign = 2;
