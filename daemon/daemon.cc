@@ -56,10 +56,9 @@ struct Serving {
   WorkerPool* workers = nullptr;  // owned by `scheduler`
 };
 
-int DefaultThreadsPerWorker(int stages) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, stages));
-}
+int Cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+int DefaultThreadsPerWorker(int stages) { return std::max(1, Cores() / std::max(1, stages)); }
 
 text::ReasoningFormat ToText(config::ReasoningFormat f) {
   return f == config::ReasoningFormat::kRaw ? text::ReasoningFormat::kRaw : text::ReasoningFormat::kSeparate;
@@ -178,9 +177,8 @@ WorkerPoolOptions Daemon::Impl::PoolOptions(const config::Config& c, const plann
   // Spinning on the step channel saves a wake-up per step and hop (tens of microseconds on a VM),
   // but only pays when the router and every compute thread of every worker have a core of their
   // own; otherwise the spinner steals the core the work needs.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int busy = static_cast<int>(plan.stages.size()) * o.threads_per_worker + 1;
-  o.step_spin = cores >= busy ? absl::Microseconds(200) : absl::ZeroDuration();
+  o.step_spin = Cores() >= busy ? absl::Microseconds(200) : absl::ZeroDuration();
   o.cache.max_slots = plan.slots;
   o.cache.kv_block_size = plan.kv_block_size;
   o.cache.kv_blocks = kv_blocks;
