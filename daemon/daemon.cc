@@ -86,10 +86,10 @@ absl::StatusOr<Placement> Place(const config::Config& c) {
   ASSIGN_OR_RETURN(planner::ModelFootprint footprint, planner::FootprintFromFile(*file));
   ASSIGN_OR_RETURN(p.plan, planner::MakePlan(footprint, p.devices, planner::PlannerOptionsFromConfig(c)));
   for (const std::string& w : p.plan.warnings) MOED_LOG(WARNING) << "plan: " << w;
-  if (p.plan.backend != DeviceBackend::kCpu) {
+  if (p.plan.backend == DeviceBackend::kLevelZero) {
     return absl::UnimplementedError(
-        "the plan puts stages on GPUs, but this build of moed-worker runs the CPU backend only; "
-        "set devices.backends: [cpu]");
+        "the plan puts stages on Level Zero GPUs, which moed-worker cannot compute on yet; "
+        "set devices.backends: [cuda, cpu] or [cpu]");
   }
   return p;
 }
@@ -168,8 +168,10 @@ WorkerPoolOptions Daemon::Impl::PoolOptions(const config::Config& c, const plann
   if (plan.mode == planner::PlanMode::kVariant) o.variants.variant = plan.variant;
   if (plan.mode == planner::PlanMode::kBudget) o.variants.budget_mb = plan.budget_mb;
   int64_t kv_blocks = 1;
+  o.backend = plan.backend == DeviceBackend::kCuda ? "cuda" : "cpu";
   for (const planner::PlanStage& s : plan.stages) {
     o.stages.emplace_back(s.first_layer, s.last_layer);
+    o.stage_devices.push_back(s.device_index);
     kv_blocks = std::max(kv_blocks, s.kv_blocks);
   }
   o.threads_per_worker =

@@ -154,7 +154,7 @@ absl::Status StageWorker::OpenLinks() {
 absl::Status StageWorker::OpenSlot(int slot, const cpu::SamplingParams& params) {
   RETURN_IF_ERROR(CheckLoaded());
   if (is_last()) RETURN_IF_ERROR(params.Validate());
-  RETURN_IF_ERROR(engine_->cache().AcquireSlot(slot));
+  RETURN_IF_ERROR(engine_->AcquireSlot(slot));
   if (is_last())
     samplers_[static_cast<size_t>(slot)] = std::make_unique<sampling::SlotSampler>(params);
   ++slots_in_use_;
@@ -163,7 +163,7 @@ absl::Status StageWorker::OpenSlot(int slot, const cpu::SamplingParams& params) 
 
 absl::Status StageWorker::CloseSlot(int slot) {
   RETURN_IF_ERROR(CheckLoaded());
-  RETURN_IF_ERROR(engine_->cache().FreeSlot(slot));
+  RETURN_IF_ERROR(engine_->FreeSlot(slot));
   samplers_[static_cast<size_t>(slot)].reset();
   --slots_in_use_;
   return absl::OkStatus();
@@ -276,7 +276,7 @@ StepOutcome StageWorker::Step(std::span<const WorkerSequence> sequences) {
 absl::Status StageWorker::SaveSnapshot(int slot, int64_t snapshot_id) {
   RETURN_IF_ERROR(CheckLoaded());
   Snapshot snap;
-  ASSIGN_OR_RETURN(snap.state, engine_->cache().Snapshot(slot));
+  ASSIGN_OR_RETURN(snap.state, engine_->Snapshot(slot));
   if (is_last()) snap.history = samplers_[static_cast<size_t>(slot)]->history();
   snapshots_[snapshot_id] = std::move(snap);
   return absl::OkStatus();
@@ -284,11 +284,11 @@ absl::Status StageWorker::SaveSnapshot(int slot, int64_t snapshot_id) {
 
 absl::Status StageWorker::RestoreSnapshot(int slot, int64_t snapshot_id) {
   RETURN_IF_ERROR(CheckLoaded());
-  RETURN_IF_ERROR(engine_->cache().CheckSlot(slot));
+  RETURN_IF_ERROR(engine_->CheckSlot(slot));
   auto it = snapshots_.find(snapshot_id);
   if (it == snapshots_.end())
     return absl::NotFoundError(absl::StrCat("no snapshot with id ", snapshot_id));
-  RETURN_IF_ERROR(engine_->cache().Restore(slot, it->second.state));
+  RETURN_IF_ERROR(engine_->Restore(slot, it->second.state));
   if (is_last()) samplers_[static_cast<size_t>(slot)]->set_history(it->second.history);
   return absl::OkStatus();
 }

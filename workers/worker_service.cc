@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kernels/base/log.h"
@@ -142,6 +143,8 @@ StageConfig ToConfig(const v1::LoadRequest& r) {
   c.stage_count = r.stage_count();
   if (r.variant().has_variant()) c.variants.variant = r.variant().variant();
   if (r.variant().has_budget_mb()) c.variants.budget_mb = r.variant().budget_mb();
+  c.engine.backend = r.backend() == "cuda" ? engine::Backend::kCuda : engine::Backend::kCpu;
+  c.engine.device = r.device();
   c.engine.threads = r.threads();
   c.engine.cache.max_slots = r.cache().max_slots();
   c.engine.cache.kv_block_size = r.cache().kv_block_size();
@@ -276,6 +279,10 @@ grpc::ServerUnaryReactor* WorkerService::Load(grpc::CallbackServerContext* conte
       ->Interrupt();  // the router rebuilds the pipeline: a step stuck on a dead neighbour ends now
   return Unary(context, [this, request, response]() -> absl::Status {
     (void)step_thread_->ListenForSteps("", absl::ZeroDuration());  // a failed Load leaves no channel behind
+    if (!request->backend().empty() && request->backend() != "cpu" && request->backend() != "cuda") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown backend '", request->backend(), "' (expected cpu or cuda)"));
+    }
     auto facts = worker_->Load(ToConfig(*request));
     if (!facts.ok()) return facts.status();
     RETURN_IF_ERROR(step_thread_->ListenForSteps(request->step_channel(), absl::Microseconds(request->step_spin_us())));

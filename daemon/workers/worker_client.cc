@@ -144,6 +144,8 @@ absl::StatusOr<WorkerLoadFacts> WorkerClient::Load(const WorkerLoadSpec& spec,
   r.mutable_cache()->set_kv_block_size(spec.cache.kv_block_size);
   r.mutable_cache()->set_kv_blocks(spec.cache.kv_blocks);
   r.set_threads(spec.threads);
+  r.set_backend(spec.backend);
+  r.set_device(spec.device);
   r.set_activation_listen(spec.activation_listen);
   r.set_activation_next(spec.activation_next);
   r.set_activation_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(

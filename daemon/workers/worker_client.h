@@ -33,6 +33,8 @@ struct WorkerLoadSpec {
   VariantOptions variants;
   engine::StateCacheOptions cache;
   int threads = 1;
+  std::string backend = "cpu";  // LoadRequest.backend
+  int device = 0;
   std::string activation_listen;  // empty for the first stage
   std::string activation_next;    // empty for the last stage
   absl::Duration activation_timeout = absl::Minutes(2);

@@ -33,6 +33,10 @@ struct WorkerPoolOptions {
   VariantOptions variants = {};
   // Layer range [first, last) of each stage, in pipeline order; one worker per stage.
   std::vector<std::pair<int, int>> stages = {};
+  // Where the stages compute (LoadRequest.backend: "cpu" or "cuda") and each stage's device
+  // ordinal (empty: 0 for every stage).
+  std::string backend = "cpu";
+  std::vector<int> stage_devices = {};
   int threads_per_worker = 1;
   engine::StateCacheOptions cache = {};
 

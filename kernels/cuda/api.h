@@ -6,7 +6,9 @@
  * Versioning: a struct of function pointers per ABI version. Fields are only ever appended to
  * MoedCudaApiV1 (struct_size tells a caller which exist: MOED_CUDA_API_HAS); an incompatible
  * change adds moed_cuda_api_v2() beside it. 1.0: devices, memory, events, gemv, rms_norm;
- * 1.1 appends moe_decode, delta_rule_step and conv1d_step.
+ * 1.1 appends moe_decode, delta_rule_step and conv1d_step; 1.2 the rest of a qwen35moe layer
+ * (attention, routing, DeltaNet input split, gated norm, pointwise ops, async copies), so that a
+ * whole stage runs on the device.
  *
  * Errors: every function returns 0 on success, otherwise a nonzero code (a cudaError_t value, or
  * MOED_CUDA_EINVAL for a rejected argument) and records a message that last_error() returns for
@@ -26,7 +28,7 @@ extern "C" {
 #endif
 
 #define MOED_CUDA_API_VERSION 1
-#define MOED_CUDA_API_MINOR_VERSION 1 /* the fields this header declares: 1.1 */
+#define MOED_CUDA_API_MINOR_VERSION 2 /* the fields this header declares: 1.2 */
 #define MOED_CUDA_EINVAL (-1)
 #define MOED_CUDA_MAX_GEMV_TOKENS 8
 
@@ -101,7 +103,7 @@ typedef struct MoedCudaMoeArgs {
  *   v, out [n_seqs * n_tokens][n_v_heads][dv], g (log-decay), beta [n_seqs * n_tokens][n_v_heads];
  * value head j pairs with q/k head j % n_k_heads. Sequence b's state ([n_v_heads][dv][dk] float32,
  * as the CPU's) is at state + slot * n_v_heads * dv * dk with slot = state_slots[b] (a device
- * array; NULL: slot = b), updated in place; slots must be distinct. dk in {32, 64, 128, 256}. */
+ * array; NULL: slot = b), updated in place; slots must be distinct. dk in {8, 16, 32, 64, 128, 256}. */
 typedef struct MoedCudaDeltaRuleArgs {
   int64_t n_k_heads;
   int64_t n_v_heads;
@@ -135,6 +137,116 @@ typedef struct MoedCudaConv1dArgs {
   const int32_t* state_slots;
   float* y;
 } MoedCudaConv1dArgs;
+
+/* ---- ABI 1.2: attention, routing, DeltaNet prep (attention.cu, pointwise.cu, norm.cu) ------- */
+
+/* Attention inputs of n_tokens text tokens (qwen35moe.md §3.3 steps 2-4; CPU twins cpu::RmsNorm and
+ * cpu::RopeMultiNeox with all position streams equal, which is what text tokens have):
+ *   qg [n][n_heads][2 * head_dim] (each head's query then its gate)
+ *     -> q [n][n_heads][head_dim] = rope(rmsnorm(query) * q_norm), gate [n][n_heads][head_dim];
+ *   k [n][n_kv_heads][head_dim] -> rope(rmsnorm(k) * k_norm) into k_cache row kv_rows[t];
+ *   v [n][n_kv_heads][head_dim_v] -> v_cache row kv_rows[t].
+ * A cache row holds one token's n_kv_heads heads. RoPE rotates dims [0, n_rot) in NeoX pairs with
+ * theta_i = positions[t] * theta_scale^i (theta_scale = freq_base^(-2/n_rot), passed so that both
+ * backends use the same float). head_dim <= 512. */
+typedef struct MoedCudaAttentionPrepArgs {
+  int64_t n_heads;
+  int64_t n_kv_heads;
+  int64_t head_dim;
+  int64_t head_dim_v;
+  int64_t n_rot;
+  float theta_scale;
+  float eps;
+  int32_t n_tokens;
+  const float* qg;
+  const float* k;
+  const float* v;
+  const float* q_norm;
+  const float* k_norm;
+  const int32_t* positions; /* [n] */
+  const int32_t* kv_rows;   /* [n] */
+  float* q;
+  float* gate;
+  float* k_cache;
+  float* v_cache;
+} MoedCudaAttentionPrepArgs;
+
+/* Causal attention over the paged cache (CPU twin cpu::AttentionPaged, then o *= sigmoid(gate)):
+ * token t (query heads q [n][n_heads][head_dim], pre-scaled by `scale` inside) attends to positions
+ * [0, positions[t]] of slot token_slots[t], whose position p lives in cache row
+ * block_tables[slot * block_table_stride + p / block_size] * block_size + p % block_size. Query head
+ * h reads kv head h / (n_heads / n_kv_heads). out [n][n_heads][head_dim_v]; gate (same shape, NULL:
+ * none). head dims <= 256. */
+typedef struct MoedCudaAttentionArgs {
+  int64_t n_heads;
+  int64_t n_kv_heads;
+  int64_t head_dim;
+  int64_t head_dim_v;
+  int32_t n_tokens;
+  float scale;
+  const float* q;
+  const float* gate;
+  const float* k_cache;
+  const float* v_cache;
+  int64_t block_size;
+  const int32_t* block_tables;
+  int32_t block_table_stride;
+  const int32_t* token_slots; /* [n] */
+  const int32_t* positions;   /* [n] */
+  int32_t max_position;       /* >= every positions[t]: sizes the split over keys */
+  /* Scratch for split-K over long contexts (NULL or too small: no split):
+   * n_tokens * n_heads * splits * (head_dim_v + 2) floats, splits <= 32 (max_position / 256 + 1). */
+  float* partials;
+  int64_t partials_floats;
+  float* out;
+} MoedCudaAttentionArgs;
+
+/* Gated DeltaNet inputs (qwen35moe.md §3.4 steps 3-6) of n_tokens tokens from the conv output
+ * conv_out [n][2 * n_k_heads * dk + n_v_heads * dv] (q | k | v): q, k [n][n_k_heads][dk] L2-normalised
+ * per head (x / max(|x|, eps); q then times q_scale), v [n][n_v_heads][dv] copied,
+ * g = ssm_a * softplus(alpha + dt_bias) and beta = sigmoid(beta_logit), [n][n_v_heads]. */
+typedef struct MoedCudaDeltaNetPrepArgs {
+  int64_t n_k_heads;
+  int64_t n_v_heads;
+  int64_t dk;
+  int64_t dv;
+  int32_t n_tokens;
+  float eps;
+  float q_scale;
+  const float* conv_out;
+  const float* alpha;
+  const float* beta_logit;
+  const float* ssm_a;
+  const float* dt_bias;
+  float* q;
+  float* k;
+  float* v;
+  float* g;
+  float* beta;
+} MoedCudaDeltaNetPrepArgs;
+
+/* y[t][o] = sum_i W[o][i] x[t][i] for many tokens (prefill) through cuBLAS (gemm.cu), float32
+ * accumulation and output. precision MOED_CUDA_GEMM_F16: on tensor cores, W dequantized to F16
+ * rows into scratch (skipped when w_f16 gives them already, e.g. from dequantize_f16) and x
+ * rounded to F16 into scratch; scratch of at least 2 * (n_out * n_in [without w_f16] +
+ * n_tokens * n_in) + 256 bytes. MOED_CUDA_GEMM_F32: W dequantized to float32 (4 * n_out * n_in
+ * + 256 bytes of scratch), x as it is, no rounding beyond float32's (w_f16 not allowed). */
+#define MOED_CUDA_GEMM_F16 0
+#define MOED_CUDA_GEMM_F32 1
+typedef struct MoedCudaGemmArgs {
+  uint32_t ggml_type;
+  const void* w;
+  uint64_t row_bytes;
+  const void* w_f16;
+  int64_t n_in;
+  int64_t n_out;
+  int64_t n_tokens;
+  const float* x;
+  float* y;
+  void* scratch;
+  int64_t scratch_bytes;
+  int32_t precision; /* MOED_CUDA_GEMM_F16 or MOED_CUDA_GEMM_F32 */
+} MoedCudaGemmArgs;
 
 typedef struct MoedCudaApiV1 {
   uint32_t version;     /* MOED_CUDA_API_VERSION */
@@ -177,6 +289,51 @@ typedef struct MoedCudaApiV1 {
   int (*moe_decode)(const MoedCudaMoeArgs* args, void* stream);
   int (*delta_rule_step)(const MoedCudaDeltaRuleArgs* args, void* stream);
   int (*conv1d_step)(const MoedCudaConv1dArgs* args, void* stream);
+
+  /* ---- ABI 1.2 (appended; present iff MOED_CUDA_API_HAS(api, moe_combine)) ------------------ */
+  int (*attention_prep)(const MoedCudaAttentionPrepArgs* args, void* stream);
+  int (*attention)(const MoedCudaAttentionArgs* args, void* stream);
+  /* Per token: softmax over n_expert logits, the k most probable (ties: lower id) with weights
+   * p / max(sum of the k p, 2^-14) (CPU twin cpu::RouteTopK). ids, weights [n_tokens][k]. */
+  int (*route_topk)(const float* logits, int64_t n_tokens, int64_t n_expert, int32_t k, int32_t* ids,
+                    float* weights, void* stream);
+  int (*deltanet_prep)(const MoedCudaDeltaNetPrepArgs* args, void* stream);
+  /* rms_norm, then times silu(z) (z has x's shape); y may alias x. */
+  int (*rms_norm_gated)(const float* x, const float* w, const float* z, int64_t n, int64_t n_rows,
+                        float eps, float* y, void* stream);
+  /* y[i] = silu(gate[i]) * up[i] for i < n; y may alias gate or up. */
+  int (*silu_mul)(const float* gate, const float* up, int64_t n, float* y, void* stream);
+  /* x[r][i] += f_r * d[r][i] for n_rows rows of n, f_r = sigmoid(gate_logits[r]) (NULL: 1). */
+  int (*add_rows)(float* x, const float* d, const float* gate_logits, int64_t n, int64_t n_rows,
+                  void* stream);
+  /* dst[i] = src[rows[i]] for n_rows rows of n floats (rows on the device). */
+  int (*gather_rows)(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst,
+                     void* stream);
+  /* Copies ordered on `stream` (host memory pageable: synchronous with the host like cudaMemcpy). */
+  int (*copy_to_device_async)(void* dst, const void* src, size_t bytes, void* stream);
+  int (*copy_to_host_async)(void* dst, const void* src, size_t bytes, void* stream);
+  int (*stream_create)(void** stream);
+  int (*stream_destroy)(void* stream);
+  int (*stream_synchronize)(void* stream);
+  /* Free and total bytes of the current device. */
+  int (*memory_info)(size_t* free_bytes, size_t* total_bytes);
+  /* CUDA graphs: the launches made on `stream` between capture_begin and capture_end (from the
+   * calling thread only) become a graph, instantiated into *graph; graph_launch replays it with
+   * the same arguments (pointers stay fixed: their contents may change between launches). */
+  int (*graph_capture_begin)(void* stream);
+  int (*graph_capture_end)(void* stream, void** graph);
+  int (*graph_launch)(void* graph, void* stream);
+  int (*graph_destroy)(void* graph);
+  /* 1 if gemm can run (cuBLAS, libcublas.so.13, was found), else 0: callers then use gemv. */
+  int (*gemm_available)(void);
+  int (*gemm)(const MoedCudaGemmArgs* args, void* stream);
+  /* n_rows rows of n_in weights (ggml_type, row_bytes each) as F16 into out [n_rows][n_in]. */
+  int (*dequantize_f16)(uint32_t ggml_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_rows,
+                        void* out, void* stream);
+  /* MoE prefill combine: x[t][i] += sum_s weights[t][s] * rows[row_of[t][s]][i] in slot order
+   * (row_of < 0: skipped), x [n_tokens][n], row_of and weights [n_tokens][top_k]. */
+  int (*moe_combine)(float* x, const float* rows, const int32_t* row_of, const float* weights, int64_t n_tokens,
+                     int32_t top_k, int64_t n, void* stream);
 } MoedCudaApiV1;
 
 /* Whether a library's table has `field` (fields are only appended, struct_size says how far it

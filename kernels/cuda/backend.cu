@@ -1,6 +1,6 @@
 // libmoed_cuda.so's C ABI (api.h): device, memory and event functions over the CUDA runtime,
 // which is linked statically and finds the driver at run time, plus the op launchers of
-// gemv.cu, norm.cu, moe.cu and ssm.cu. Every failure is recorded per thread for last_error().
+// gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu and pointwise.cu. Every failure is recorded per thread for last_error().
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -87,6 +87,72 @@ int Conv1dStep(const MoedCudaConv1dArgs* args, void* stream) {
   return Conv1dStepLaunch(*args, stream);
 }
 
+int AttentionPrep(const MoedCudaAttentionPrepArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "attention_prep: null args");
+  return AttentionPrepLaunch(*args, stream);
+}
+int Attention(const MoedCudaAttentionArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "attention: null args");
+  return AttentionLaunch(*args, stream);
+}
+int DeltaNetPrep(const MoedCudaDeltaNetPrepArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "deltanet_prep: null args");
+  return DeltaNetPrepLaunch(*args, stream);
+}
+// cudaMemcpyDefault: the direction follows from the pointers (unified addressing), so the same
+// call also copies device to device.
+int CopyToDeviceAsync(void* dst, const void* src, size_t bytes, void* stream) {
+  return FailCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)),
+                  "cudaMemcpyAsync to device");
+}
+int CopyToHostAsync(void* dst, const void* src, size_t bytes, void* stream) {
+  return FailCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)),
+                  "cudaMemcpyAsync to host");
+}
+int StreamCreate(void** stream) {
+  cudaStream_t s = nullptr;
+  const int err = FailCuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  *stream = s;
+  return err;
+}
+int StreamDestroy(void* stream) {
+  return FailCuda(cudaStreamDestroy(static_cast<cudaStream_t>(stream)), "cudaStreamDestroy");
+}
+int StreamSynchronize(void* stream) {
+  return FailCuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+}
+int MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
+  return FailCuda(cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
+}
+
+int Gemm(const MoedCudaGemmArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "gemm: null args");
+  return GemmLaunch(*args, stream);
+}
+int GraphCaptureBegin(void* stream) {
+  return FailCuda(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
+                  "cudaStreamBeginCapture");
+}
+int GraphCaptureEnd(void* stream, void** graph) {
+  *graph = nullptr;
+  cudaGraph_t g = nullptr;
+  if (const int err = FailCuda(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g), "cudaStreamEndCapture")) {
+    return err;
+  }
+  cudaGraphExec_t exec = nullptr;
+  const int err = FailCuda(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
+  cudaGraphDestroy(g);
+  *graph = exec;
+  return err;
+}
+int GraphLaunch(void* graph, void* stream) {
+  return FailCuda(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), static_cast<cudaStream_t>(stream)),
+                  "cudaGraphLaunch");
+}
+int GraphDestroy(void* graph) {
+  return FailCuda(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)), "cudaGraphExecDestroy");
+}
+
 #define MOED_STR2(x) #x
 #define MOED_STR(x) MOED_STR2(x)
 constexpr MoedCudaApiV1 kApi = {
@@ -116,6 +182,29 @@ constexpr MoedCudaApiV1 kApi = {
     MoeDecode,
     DeltaRuleStep,
     Conv1dStep,
+    // ABI 1.2
+    AttentionPrep,
+    Attention,
+    RouteTopKLaunch,
+    DeltaNetPrep,
+    RmsNormGatedLaunch,
+    SiluMulLaunch,
+    AddRowsLaunch,
+    GatherRowsLaunch,
+    CopyToDeviceAsync,
+    CopyToHostAsync,
+    StreamCreate,
+    StreamDestroy,
+    StreamSynchronize,
+    MemoryInfo,
+    GraphCaptureBegin,
+    GraphCaptureEnd,
+    GraphLaunch,
+    GraphDestroy,
+    GemmAvailable,
+    Gemm,
+    DequantizeF16Launch,
+    MoeCombineLaunch,
 };
 
 }  // namespace

@@ -76,6 +76,14 @@ class DeviceBuffer {
   size_t bytes_;
 };
 
+// n Gaussian values of standard deviation sigma.
+inline std::vector<float> Normal(size_t n, std::mt19937& rng, float sigma = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
 // Random weights of `type` whose decoded values are finite: the repo's quantizers on Gaussian
 // values where one exists, otherwise random block bytes (a row redrawn if it decodes to
 // inf/NaN/huge), which covers every code and scale bit pattern.
@@ -87,7 +95,9 @@ inline std::vector<uint8_t> RandomWeights(GgmlType type, int64_t n_in, int64_t n
   for (int64_t o = 0; o < n_out; ++o) {
     uint8_t* row = data.data() + static_cast<size_t>(o) * row_bytes;
     for (float& v : values) v = normal(rng);
-    if (type == GgmlType::kF16 || type == GgmlType::kBf16) {
+    if (type == GgmlType::kF32) {
+      std::memcpy(row, values.data(), values.size() * sizeof(float));
+    } else if (type == GgmlType::kF16 || type == GgmlType::kBf16) {
       for (int64_t i = 0; i < n_in; ++i) {
         const uint16_t h = type == GgmlType::kF16 ? Fp32ToFp16(values[i]) : Fp32ToBf16(values[i]);
         std::memcpy(row + 2 * i, &h, 2);

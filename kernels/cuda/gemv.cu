@@ -114,12 +114,66 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(GemvParams p) {
   }
 }
 
+// Rows of a plain float type whose length is not a multiple of 32 (small test models): one warp
+// per output row, lanes strided over the row. Correct everywhere, fast nowhere.
+__global__ void __launch_bounds__(kThreads) GemvPlainKernel(uint32_t type, GemvParams p) {
+  const int m = blockIdx.y;
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (row >= p.n_out) return;
+  const uint8_t* w = p.w + m * p.w_matrix_stride + static_cast<uint64_t>(row) * p.row_bytes;
+  const float* x = p.x + m * p.x_matrix_stride;
+  float acc[MOED_CUDA_MAX_GEMV_TOKENS] = {};
+  for (int64_t i = lane; i < p.n_in; i += 32) {
+    const float wv = LoadPlain(type, w, i);
+#pragma unroll
+    for (int t = 0; t < MOED_CUDA_MAX_GEMV_TOKENS; ++t) {
+      if (t < p.n_tokens) acc[t] = fmaf(wv, x[t * p.n_in + i], acc[t]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < MOED_CUDA_MAX_GEMV_TOKENS; ++t) {
+    float v = acc[t];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0 && t < p.n_tokens) p.y[m * p.y_matrix_stride + static_cast<int64_t>(t) * p.n_out + row] = v;
+  }
+}
+
 template <class Q, int T, int R>
 int LaunchTiled(const GemvParams& p, int64_t n_out, int n_matrices, void* stream) {
   const int64_t rows_per_cta = kWarps * R;
   const dim3 grid(static_cast<unsigned>((n_out + rows_per_cta - 1) / rows_per_cta),
                   static_cast<unsigned>(n_matrices));
   GemvKernel<Q, T, R><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+  return FailCuda(cudaGetLastError(), "gemv launch");
+}
+
+GemvParams ParamsOf(const MoedCudaGemvArgs& a) {
+  GemvParams p;
+  p.w = static_cast<const uint8_t*>(a.w);
+  p.row_bytes = a.row_bytes;
+  p.n_units = static_cast<int>(a.n_in / 32);
+  p.n_out = static_cast<int>(a.n_out);
+  p.n_in = a.n_in;
+  p.x = a.x;
+  p.y = a.y;
+  p.n_tokens = a.n_tokens;
+  p.w_matrix_stride = a.w_matrix_stride_bytes;
+  p.x_matrix_stride = a.x_matrix_stride;
+  p.y_matrix_stride = a.y_matrix_stride;
+  return p;
+}
+
+int LaunchPlain(const MoedCudaGemvArgs& a, void* stream) {
+  const int64_t bytes = PlainBytes(a.ggml_type);
+  if (a.row_bytes != static_cast<uint64_t>(a.n_in * bytes) ||
+      reinterpret_cast<uintptr_t>(a.w) % bytes != 0 || a.w_matrix_stride_bytes % bytes != 0) {
+    return Fail(MOED_CUDA_EINVAL, "gemv: n_in=" + std::to_string(a.n_in) + " row_bytes=" +
+                                      std::to_string(a.row_bytes) + " do not fit the type");
+  }
+  const dim3 grid(static_cast<unsigned>((a.n_out + kWarps - 1) / kWarps), static_cast<unsigned>(a.n_matrices));
+  GemvPlainKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a.ggml_type, ParamsOf(a));
   return FailCuda(cudaGetLastError(), "gemv launch");
 }
 
@@ -140,18 +194,7 @@ int Launch(const MoedCudaGemvArgs& a, void* stream) {
   if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0 || a.x_matrix_stride % 4 != 0) {
     return Fail(MOED_CUDA_EINVAL, "gemv: x must be 16-byte aligned");
   }
-  GemvParams p;
-  p.w = static_cast<const uint8_t*>(a.w);
-  p.row_bytes = a.row_bytes;
-  p.n_units = static_cast<int>(a.n_in / 32);
-  p.n_out = static_cast<int>(a.n_out);
-  p.n_in = a.n_in;
-  p.x = a.x;
-  p.y = a.y;
-  p.n_tokens = a.n_tokens;
-  p.w_matrix_stride = a.w_matrix_stride_bytes;
-  p.x_matrix_stride = a.x_matrix_stride;
-  p.y_matrix_stride = a.y_matrix_stride;
+  const GemvParams p = ParamsOf(a);
   // Rows per warp: 2 for 1-2 tokens (more warps in flight, measured faster than 8), 4 for 4-8
   // (more reuse of the x registers).
   if (a.n_tokens <= 1) return LaunchTiled<Q, 1, 2>(p, a.n_out, a.n_matrices, stream);
@@ -164,7 +207,7 @@ int Launch(const MoedCudaGemvArgs& a, void* stream) {
 
 bool GemvSupportsType(uint32_t ggml_type) {
   switch (ggml_type) {
-    case kF16: case kBf16: case kQ8_0: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K:
+    case kF32: case kF16: case kBf16: case kQ8_0: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K:
     case kIq3Xxs: case kIq4Xs: case kMxfp4: case kNvfp4: case kIq3A770:
       return true;
     default:
@@ -185,7 +228,12 @@ int GemvLaunch(const MoedCudaGemvArgs& a, void* stream) {
     return Fail(MOED_CUDA_EINVAL, "gemv: bad sizes or null pointers");
   }
   if (a.n_out == 0) return 0;
+  const bool aligned = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.x_matrix_stride % 4 == 0 &&
+                       reinterpret_cast<uintptr_t>(a.w) % 16 == 0 && a.row_bytes % 16 == 0 &&
+                       a.w_matrix_stride_bytes % 16 == 0;
+  if (IsPlainType(a.ggml_type) && (a.n_in % 32 != 0 || !aligned)) return LaunchPlain(a, stream);
   switch (a.ggml_type) {
+    case kF32: return Launch<BlockF32>(a, stream);
     case kF16: return Launch<BlockF16>(a, stream);
     case kBf16: return Launch<BlockBf16>(a, stream);
     case kQ8_0: return Launch<BlockQ8_0>(a, stream);

@@ -37,6 +37,7 @@ std::vector<std::string> LibraryCandidates(const LoadOptions& options) {
   }
   if (const std::string dir = ExecutableDir(); !dir.empty()) {
     out.push_back(absl::StrCat(dir, "/", Sv(kLibraryName)));
+    out.push_back(absl::StrCat(dir, "/../lib/moed/", Sv(kLibraryName)));  // where cmake --install puts it
   }
   out.emplace_back(kLibraryName);  // no slash: the dynamic loader's own search
   return out;

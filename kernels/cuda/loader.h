@@ -29,7 +29,8 @@ inline constexpr std::string_view kLibraryEnv = "MOED_CUDA_LIBRARY";
 
 struct LoadOptions {
   // A path to libmoed_cuda.so. Empty: $MOED_CUDA_LIBRARY, then the directory of the running
-  // executable, then the dynamic loader's search (LD_LIBRARY_PATH, rpath, system directories).
+  // executable, then ../lib/moed from it (the installed layout), then the dynamic loader's search
+  // (LD_LIBRARY_PATH, rpath, system directories).
   std::string library_path;
   // Also require a working driver and at least one device (the usual case). When false, Load()
   // succeeds on a machine with the library but without a GPU, e.g. to print build_info.
@@ -63,6 +64,8 @@ class CudaLibrary {
   // Load() accepts a 1.0 library too (its callers keep working); the wrappers below then answer
   // Unimplemented instead of calling through a field the library does not have.
   bool HasAbi11() const { return MOED_CUDA_API_HAS(api_, conv1d_step); }
+  // ABI 1.2: the rest of a layer (attention, routing, ...), which a whole stage on the GPU needs.
+  bool HasAbi12() const { return MOED_CUDA_API_HAS(api_, moe_combine); }
   // api().moe_decode / delta_rule_step / conv1d_step through Check().
   absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
   absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;

@@ -153,6 +153,67 @@ __global__ void __launch_bounds__(kThreads) MoeDownKernel(MoeParams p) {
   }
 }
 
+// Plain float weights with rows whose length is not a multiple of 32 (small test models): one warp
+// per output row, lanes strided over the row, the same two launches and sums as above.
+struct PlainTypes {
+  uint32_t gate_up, down;
+};
+
+__global__ void __launch_bounds__(kThreads) MoePlainGateUpKernel(PlainTypes types, MoeParams p) {
+  const int pair = blockIdx.y, t = pair / p.top_k, e = __ldg(p.ids + pair);
+  const int lane = threadIdx.x & 31, row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (row >= p.n_ff) return;
+  float* act = p.act + static_cast<int64_t>(pair) * p.n_ff;
+  if (e < 0 || e >= p.n_expert) {
+    if (lane == 0) act[row] = 0.0f;
+    return;
+  }
+  const uint64_t off = static_cast<uint64_t>(e) * p.gu_matrix_bytes + static_cast<uint64_t>(row) * p.gu_row_bytes;
+  const float* x = p.x + static_cast<int64_t>(t) * p.n_embd;
+  float g = 0.0f, u = 0.0f;
+  for (int i = lane; i < p.n_embd; i += 32) {
+    g = fmaf(LoadPlain(types.gate_up, p.gate + off, i), x[i], g);
+    u = fmaf(LoadPlain(types.gate_up, p.up + off, i), x[i], u);
+  }
+  g = GroupSum(g, 32), u = GroupSum(u, 32);
+  if (lane == 0) act[row] = g / (1.0f + expf(-g)) * u;
+}
+
+__global__ void __launch_bounds__(kThreads) MoePlainDownKernel(PlainTypes types, MoeParams p) {
+  const int t = blockIdx.y;
+  const int lane = threadIdx.x & 31, row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (row >= p.n_embd) return;
+  float acc = 0.0f;
+  for (int s = 0; s < p.top_k; ++s) {
+    const int pair = t * p.top_k + s, e = __ldg(p.ids + pair);
+    if (e < 0 || e >= p.n_expert) continue;
+    const uint8_t* w = p.down + static_cast<uint64_t>(e) * p.d_matrix_bytes + static_cast<uint64_t>(row) * p.d_row_bytes;
+    const float* act = p.act + static_cast<int64_t>(pair) * p.n_ff;
+    float part = 0.0f;
+    for (int i = lane; i < p.n_ff; i += 32) part = fmaf(LoadPlain(types.down, w, i), act[i], part);
+    acc = fmaf(__ldg(p.weights + pair), GroupSum(part, 32), acc);
+  }
+  if (lane == 0) {
+    float* y = p.y + static_cast<int64_t>(t) * p.n_embd + row;
+    *y = p.accumulate ? *y + acc : acc;
+  }
+}
+
+int LaunchPlain(MoeParams p, const MoedCudaMoeArgs& a, cudaStream_t stream) {
+  const PlainTypes types{a.gate_up_type, a.down_type};
+  p.gu_row_bytes = static_cast<uint64_t>(a.n_embd * PlainBytes(a.gate_up_type));
+  p.gu_matrix_bytes = p.gu_row_bytes * static_cast<uint64_t>(a.n_ff);
+  p.d_row_bytes = static_cast<uint64_t>(a.n_ff * PlainBytes(a.down_type));
+  p.d_matrix_bytes = p.d_row_bytes * static_cast<uint64_t>(a.n_embd);
+  const dim3 gate_up_grid(static_cast<unsigned>((a.n_ff + kWarps - 1) / kWarps),
+                          static_cast<unsigned>(a.n_tokens * a.top_k));
+  MoePlainGateUpKernel<<<gate_up_grid, kThreads, 0, stream>>>(types, p);
+  if (const int err = FailCuda(cudaGetLastError(), "moe gate/up launch")) return err;
+  const dim3 down_grid(static_cast<unsigned>((a.n_embd + kWarps - 1) / kWarps), static_cast<unsigned>(a.n_tokens));
+  MoePlainDownKernel<<<down_grid, kThreads, 0, stream>>>(types, p);
+  return FailCuda(cudaGetLastError(), "moe down launch");
+}
+
 // Lanes per row: the largest power of two <= min(32, units per row), as log2.
 int LprLog2(int64_t n_in) {
   const int64_t units = n_in / 32;
@@ -216,6 +277,7 @@ int LaunchDown(MoeParams p, const MoedCudaMoeArgs& a, cudaStream_t stream) {
 template <class F>
 int WithType(uint32_t type, F&& f) {
   switch (type) {
+    case kF32: return f(BlockF32{});
     case kF16: return f(BlockF16{});
     case kBf16: return f(BlockBf16{});
     case kQ8_0: return f(BlockQ8_0{});
@@ -269,6 +331,10 @@ int MoeDecodeLaunch(const MoedCudaMoeArgs& a, void* stream) {
   p.y = a.y;
   p.accumulate = a.accumulate != 0;
   const auto s = static_cast<cudaStream_t>(stream);
+  if (IsPlainType(a.gate_up_type) && IsPlainType(a.down_type) &&
+      (a.n_embd % 32 != 0 || a.n_ff % 32 != 0)) {
+    return LaunchPlain(p, a, s);
+  }
   // Both launches' arguments are checked before either is enqueued.
   MoeParams probe = p;
   if (const int err = WithType(a.down_type, [&](auto q) {

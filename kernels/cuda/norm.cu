@@ -12,8 +12,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// z != nullptr: y = rmsnorm(x) * w * silu(z) (the gated norm of the DeltaNet output, §3.4 step 8).
 __global__ void __launch_bounds__(kThreads)
-    RmsNormKernel(const float* x, const float* w, int64_t n, float eps, float* y) {
+    RmsNormKernel(const float* x, const float* w, const float* z, int64_t n, float eps, float* y) {
   const float* xr = x + blockIdx.x * n;
   float* yr = y + blockIdx.x * n;
   float sum = 0.0f;
@@ -28,22 +29,30 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = 0; k < kThreads / 32; ++k) total += partial[k];
   const float scale = 1.0f / sqrtf(total / static_cast<float>(n) + eps);
   // Every thread has read partial[] before any y is written, so y may alias x.
+  const float* zr = z != nullptr ? z + blockIdx.x * n : nullptr;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) {
-    yr[i] = w != nullptr ? xr[i] * scale * w[i] : xr[i] * scale;
+    float v = w != nullptr ? xr[i] * scale * w[i] : xr[i] * scale;
+    if (zr != nullptr) v *= zr[i] / (1.0f + expf(-zr[i]));
+    yr[i] = v;
   }
 }
 
 }  // namespace
 
-int RmsNormLaunch(const float* x, const float* w, int64_t n, int64_t n_rows, float eps, float* y,
-                  void* stream) {
+int RmsNormGatedLaunch(const float* x, const float* w, const float* z, int64_t n, int64_t n_rows, float eps,
+                       float* y, void* stream) {
   if (n <= 0 || n_rows < 0 || n_rows > 0x7fffffff || x == nullptr || y == nullptr) {
     return Fail(MOED_CUDA_EINVAL, "rms_norm: bad sizes or null pointers");
   }
   if (n_rows == 0) return 0;
   RmsNormKernel<<<static_cast<unsigned>(n_rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      x, w, n, eps, y);
+      x, w, z, n, eps, y);
   return FailCuda(cudaGetLastError(), "rms_norm launch");
+}
+
+int RmsNormLaunch(const float* x, const float* w, int64_t n, int64_t n_rows, float eps, float* y,
+                  void* stream) {
+  return RmsNormGatedLaunch(x, w, nullptr, n, n_rows, eps, y, stream);
 }
 
 }  // namespace moed::cuda

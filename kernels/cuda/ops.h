@@ -1,5 +1,5 @@
 // Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
-// (gemv.cu, norm.cu, moe.cu, ssm.cu), and the per-thread error message they report through. Compiled by nvcc
+// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu), and the per-thread error message they report through. Compiled by nvcc
 // only; the host side sees nothing but api.h.
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
@@ -14,6 +14,7 @@ namespace moed::cuda {
 // The moed::GgmlType ids the kernels accept (kernels/quants/ggml_type.h; the host test checks
 // that the two agree through GgmlTypeName).
 enum TypeId : uint32_t {
+  kF32 = 0,
   kF16 = 1,
   kQ8_0 = 8,
   kQ3_K = 11,
@@ -41,6 +42,22 @@ bool MoeSupportsType(uint32_t ggml_type);
 int MoeDecodeLaunch(const MoedCudaMoeArgs& args, void* stream);
 int DeltaRuleStepLaunch(const MoedCudaDeltaRuleArgs& args, void* stream);
 int Conv1dStepLaunch(const MoedCudaConv1dArgs& args, void* stream);
+int AttentionPrepLaunch(const MoedCudaAttentionPrepArgs& args, void* stream);
+int AttentionLaunch(const MoedCudaAttentionArgs& args, void* stream);
+int RouteTopKLaunch(const float* logits, int64_t n_tokens, int64_t n_expert, int32_t k, int32_t* ids,
+                    float* weights, void* stream);
+int DeltaNetPrepLaunch(const MoedCudaDeltaNetPrepArgs& args, void* stream);
+int RmsNormGatedLaunch(const float* x, const float* w, const float* z, int64_t n, int64_t n_rows, float eps,
+                       float* y, void* stream);
+int SiluMulLaunch(const float* gate, const float* up, int64_t n, float* y, void* stream);
+int AddRowsLaunch(float* x, const float* d, const float* gate_logits, int64_t n, int64_t n_rows, void* stream);
+int GemmAvailable();
+int GemmLaunch(const MoedCudaGemmArgs& args, void* stream);
+int DequantizeF16Launch(uint32_t type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_rows, void* out,
+                        void* stream);
+int MoeCombineLaunch(float* x, const float* rows, const int32_t* row_of, const float* weights, int64_t n_tokens,
+                     int32_t top_k, int64_t n, void* stream);
+int GatherRowsLaunch(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst, void* stream);
 
 }  // namespace moed::cuda
 

@@ -377,6 +377,31 @@ struct BlockHalf16 {  // plain 16-bit floats; a unit is 64 bytes
 using BlockF16 = BlockHalf16<false>;
 using BlockBf16 = BlockHalf16<true>;
 
+struct BlockF32 {  // plain 32-bit floats; a unit is 128 bytes
+  static constexpr int kWeights = 1, kBytes = 4, kAlign = 16;
+  __device__ __forceinline__ static void Decode32(const uint8_t* row, int u, float w[32]) {
+    const uint8_t* b = row + 128 * u;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const uint4 v = Ld128(b + 16 * k);
+      w[4 * k] = __uint_as_float(v.x), w[4 * k + 1] = __uint_as_float(v.y);
+      w[4 * k + 2] = __uint_as_float(v.z), w[4 * k + 3] = __uint_as_float(v.w);
+    }
+  }
+};
+
+// Element i of a row of a plain float type (F32, F16 or BF16), for the generic kernels that take
+// rows whose length is not a multiple of 32 (small test models).
+__device__ __forceinline__ float LoadPlain(uint32_t type, const uint8_t* row, int64_t i) {
+  if (type == kF32) return __ldg(reinterpret_cast<const float*>(row) + i);
+  const uint32_t bits = Ld16(row + 2 * i);
+  return type == kF16 ? Half(bits) : __uint_as_float(bits << 16);
+}
+__host__ __device__ inline bool IsPlainType(uint32_t type) {
+  return type == kF32 || type == kF16 || type == kBf16;
+}
+__host__ __device__ inline int64_t PlainBytes(uint32_t type) { return type == kF32 ? 4 : 2; }
+
 }  // namespace moed::cuda
 
 #endif  // MOED_KERNELS_CUDA_QUANTS_CUH_

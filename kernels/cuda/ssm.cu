@@ -65,12 +65,14 @@ struct DeltaParams {
   float* out;
 };
 
-// grid (row tiles of dv, n_v_heads, n_seqs); dk = 32 * E.
+// grid (row tiles of dv, n_v_heads, n_seqs); dk = 32 * E, or dk in {8, 16} with E = 1 and the
+// lanes past dk holding zeros (small test models).
 template <int E>
 __global__ void __launch_bounds__(kThreads) DeltaRuleKernel(DeltaParams p) {
   constexpr int R = kRowsPerWarp;
   const int b = blockIdx.z, j = blockIdx.y, hk = j % p.n_k_heads;
   const int lane = threadIdx.x & 31;
+  const bool active = E * lane < p.dk;
   const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
   if (row0 >= p.dv) return;  // whole warps only
   const int64_t slot = p.slots != nullptr ? p.slots[b] : b;
@@ -78,7 +80,7 @@ __global__ void __launch_bounds__(kThreads) DeltaRuleKernel(DeltaParams p) {
   float s[R][E];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    if (row0 + r < p.dv) {
+    if (row0 + r < p.dv && active) {
       LoadE<E>(st + static_cast<int64_t>(row0 + r) * p.dk + E * lane, s[r]);
     } else {
 #pragma unroll
@@ -87,9 +89,11 @@ __global__ void __launch_bounds__(kThreads) DeltaRuleKernel(DeltaParams p) {
   }
   for (int t = 0; t < p.n_tokens; ++t) {
     const int64_t tok = static_cast<int64_t>(b) * p.n_tokens + t;
-    float kv[E], qv[E];
-    LoadE<E>(p.k + (tok * p.n_k_heads + hk) * p.dk + E * lane, kv);
-    LoadE<E>(p.q + (tok * p.n_k_heads + hk) * p.dk + E * lane, qv);
+    float kv[E] = {}, qv[E] = {};
+    if (active) {
+      LoadE<E>(p.k + (tok * p.n_k_heads + hk) * p.dk + E * lane, kv);
+      LoadE<E>(p.q + (tok * p.n_k_heads + hk) * p.dk + E * lane, qv);
+    }
     const int64_t gi = tok * p.n_v_heads + j;
     const float decay = expf(p.g[gi]);
     const float beta = p.beta[gi];
@@ -129,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) DeltaRuleKernel(DeltaParams p) {
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    if (row0 + r < p.dv) StoreE<E>(st + static_cast<int64_t>(row0 + r) * p.dk + E * lane, s[r]);
+    if (row0 + r < p.dv && active) StoreE<E>(st + static_cast<int64_t>(row0 + r) * p.dk + E * lane, s[r]);
   }
 }
 
@@ -199,9 +203,9 @@ int DeltaRuleStepLaunch(const MoedCudaDeltaRuleArgs& a, void* stream) {
       a.out == nullptr) {
     return Fail(MOED_CUDA_EINVAL, "delta_rule_step: bad sizes or null pointers");
   }
-  if (a.dk != 32 && a.dk != 64 && a.dk != 128 && a.dk != 256) {
+  if (a.dk != 8 && a.dk != 16 && a.dk != 32 && a.dk != 64 && a.dk != 128 && a.dk != 256) {
     return Fail(MOED_CUDA_EINVAL,
-                "delta_rule_step: dk must be 32, 64, 128 or 256, got " + std::to_string(a.dk));
+                "delta_rule_step: dk must be 8, 16, 32, 64, 128 or 256, got " + std::to_string(a.dk));
   }
   if (!Aligned16(a.q) || !Aligned16(a.k) || !Aligned16(a.state)) {
     return Fail(MOED_CUDA_EINVAL, "delta_rule_step: q, k and state must be 16-byte aligned");
@@ -218,7 +222,7 @@ int DeltaRuleStepLaunch(const MoedCudaDeltaRuleArgs& a, void* stream) {
   p.out = a.out;
   const auto s = static_cast<cudaStream_t>(stream);
   switch (a.dk) {
-    case 32: return LaunchDelta<1>(p, a.n_seqs, s);
+    case 8: case 16: case 32: return LaunchDelta<1>(p, a.n_seqs, s);
     case 64: return LaunchDelta<2>(p, a.n_seqs, s);
     case 128: return LaunchDelta<4>(p, a.n_seqs, s);
     default: return LaunchDelta<8>(p, a.n_seqs, s);

@@ -36,9 +36,14 @@ absl::StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path) {
 absl::StatusOr<EngineRun> OpenEngine(const std::string& path, const Args& args, int64_t max_tokens) {
   ASSIGN_OR_RETURN(int64_t stages, args.GetInt("stages", 1));
   ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", std::max(1u, std::thread::hardware_concurrency())));
+  const std::string backend = args.Get("backend").value_or("cpu");
+  if (backend != "cpu" && backend != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--backend is cpu or cuda, not '", backend, "'"));
+  }
   EngineRun run;
   ASSIGN_OR_RETURN(run.model, engine::LoadModel(path));
   engine::EngineOptions options;
+  options.backend = backend == "cuda" ? engine::Backend::kCuda : engine::Backend::kCpu;
   options.threads = static_cast<int>(threads);
   options.cache.max_slots = 2;
   options.cache.kv_blocks = (max_tokens + options.cache.kv_block_size - 1) / options.cache.kv_block_size + 1;

@@ -1,5 +1,5 @@
-// Shared by the subcommands that run the CPU engine (logits, generate, kld): token-id lists and
-// the --stages / --threads options.
+// Shared by the subcommands that run the engine (logits, generate, kld): token-id lists and the
+// --stages / --threads / --backend options.
 #ifndef MOED_TOOLS_MOED_MODEL_ENGINE_ARGS_H_
 #define MOED_TOOLS_MOED_MODEL_ENGINE_ARGS_H_
 
@@ -17,7 +17,8 @@ namespace moed::tool {
 absl::StatusOr<std::vector<int32_t>> ParseIds(std::string_view text);
 absl::StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path);
 
-// A model and a pipeline over it, from --stages (default 1) and --threads (default: all cores).
+// A model and a pipeline over it, from --stages (default 1), --threads (default: all cores) and
+// --backend (cpu, the default, or cuda).
 struct EngineRun {
   std::unique_ptr<engine::LoadedModel> model;
   std::unique_ptr<engine::Pipeline> pipeline;

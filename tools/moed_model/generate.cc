@@ -12,7 +12,7 @@ namespace moed::tool {
 namespace {
 
 absl::Status RunGenerate(const Args& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"model", "ids", "greedy", "stages", "threads", "logits-out"}));
+  RETURN_IF_ERROR(args.CheckKnown({"model", "ids", "greedy", "stages", "threads", "backend", "logits-out"}));
   ASSIGN_OR_RETURN(std::string model, args.Require("model"));
   ASSIGN_OR_RETURN(std::string ids_text, args.Require("ids"));
   ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseIds(ids_text));
@@ -48,7 +48,7 @@ absl::Status RunGenerate(const Args& args) {
 
 MOED_SUBCOMMAND(kGenerate, {
     .name = "generate",
-    .usage = "--model M.gguf --ids 5,17,... --greedy N [--stages K] [--threads N] [--logits-out F.f32]",
+    .usage = "--model M.gguf --ids 5,17,... --greedy N [--stages K] [--threads N] [--backend cpu|cuda] [--logits-out F.f32]",
     .help = "Prefill token ids, then N cached greedy decode steps; prints the generated ids.",
     .bool_flags = {},
     .run = RunGenerate,

@@ -36,7 +36,7 @@ absl::StatusOr<std::vector<float>> ChunkLogits(EngineRun& run, const std::vector
 }
 
 absl::Status RunKld(const Args& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"base", "model", "ids-file", "ctx", "stages", "threads"}));
+  RETURN_IF_ERROR(args.CheckKnown({"base", "model", "ids-file", "ctx", "stages", "threads", "backend"}));
   ASSIGN_OR_RETURN(std::string base_path, args.Require("base"));
   ASSIGN_OR_RETURN(std::string model_path, args.Require("model"));
   ASSIGN_OR_RETURN(std::string ids_path, args.Require("ids-file"));

@@ -10,7 +10,7 @@ namespace moed::tool {
 namespace {
 
 absl::Status RunLogits(const Args& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"model", "ids", "out", "stages", "threads"}));
+  RETURN_IF_ERROR(args.CheckKnown({"model", "ids", "out", "stages", "threads", "backend"}));
   ASSIGN_OR_RETURN(std::string model, args.Require("model"));
   ASSIGN_OR_RETURN(std::string ids_text, args.Require("ids"));
   ASSIGN_OR_RETURN(std::string out, args.Require("out"));
@@ -31,7 +31,7 @@ absl::Status RunLogits(const Args& args) {
 
 MOED_SUBCOMMAND(kLogits, {
     .name = "logits",
-    .usage = "--model M.gguf --ids 5,17,42,... --out L.f32 [--stages K] [--threads N]",
+    .usage = "--model M.gguf --ids 5,17,42,... --out L.f32 [--stages K] [--threads N] [--backend cpu|cuda]",
     .help = "One uncached forward of token ids; writes float32 logits [n_ids][n_vocab].",
     .bool_flags = {},
     .run = RunLogits,

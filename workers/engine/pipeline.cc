@@ -52,9 +52,9 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(const LoadedModel& mo
 }
 
 absl::StatusOr<int> Pipeline::AllocateSlot() {
-  ASSIGN_OR_RETURN(int slot, stages_[0]->cache().AllocateSlot());
+  ASSIGN_OR_RETURN(int slot, stages_[0]->AllocateSlot());
   for (size_t i = 1; i < stages_.size(); ++i) {
-    ASSIGN_OR_RETURN(int other, stages_[i]->cache().AllocateSlot());
+    ASSIGN_OR_RETURN(int other, stages_[i]->AllocateSlot());
     if (other != slot) return absl::InternalError("pipeline stages disagree on slot allocation");
   }
   return slot;
@@ -62,9 +62,9 @@ absl::StatusOr<int> Pipeline::AllocateSlot() {
 
 absl::Status Pipeline::AcquireSlot(int slot) {
   for (size_t i = 0; i < stages_.size(); ++i) {
-    absl::Status s = stages_[i]->cache().AcquireSlot(slot);
+    absl::Status s = stages_[i]->AcquireSlot(slot);
     if (!s.ok()) {
-      for (size_t j = 0; j < i; ++j) (void)stages_[j]->cache().FreeSlot(slot);
+      for (size_t j = 0; j < i; ++j) (void)stages_[j]->FreeSlot(slot);
       return s;
     }
   }
@@ -72,7 +72,7 @@ absl::Status Pipeline::AcquireSlot(int slot) {
 }
 
 absl::Status Pipeline::FreeSlot(int slot) {
-  for (auto& stage : stages_) RETURN_IF_ERROR(stage->cache().FreeSlot(slot));
+  for (auto& stage : stages_) RETURN_IF_ERROR(stage->FreeSlot(slot));
   return absl::OkStatus();
 }
 
@@ -92,7 +92,7 @@ absl::Status Pipeline::Forward(std::span<const SequenceStep> sequences, std::vec
 absl::StatusOr<std::vector<SlotSnapshot>> Pipeline::Snapshot(int slot) const {
   std::vector<SlotSnapshot> out;
   for (const auto& stage : stages_) {
-    ASSIGN_OR_RETURN(SlotSnapshot s, stage->cache().Snapshot(slot));
+    ASSIGN_OR_RETURN(SlotSnapshot s, stage->Snapshot(slot));
     out.push_back(std::move(s));
   }
   return out;
@@ -100,7 +100,7 @@ absl::StatusOr<std::vector<SlotSnapshot>> Pipeline::Snapshot(int slot) const {
 
 absl::Status Pipeline::Restore(int slot, const std::vector<SlotSnapshot>& snapshot) {
   if (snapshot.size() != stages_.size()) return absl::InvalidArgumentError("snapshot has another number of stages");
-  for (size_t i = 0; i < stages_.size(); ++i) RETURN_IF_ERROR(stages_[i]->cache().Restore(slot, snapshot[i]));
+  for (size_t i = 0; i < stages_.size(); ++i) RETURN_IF_ERROR(stages_[i]->Restore(slot, snapshot[i]));
   return absl::OkStatus();
 }
 

@@ -1,18 +1,22 @@
 // Runs one pipeline stage of a qwen35moe model (a contiguous layer range; the first stage embeds,
 // the last applies the final norm and the head) over a batch that mixes sequences in prefill and
-// in decode with ragged lengths. Each sequence lives in a slot of the stage's StateCache; a step
-// appends its tokens to the slot.
+// in decode with ragged lengths. Each sequence lives in a slot; a step appends its tokens to it.
 //
-// Thread-compatible: one step thread calls Forward; the kernels use the stage's thread pool.
+// StageEngine is the backend interface: CpuStageEngine (cpu_stage_engine.h) computes with
+// kernels/cpu, CudaStageEngine (cuda_stage_engine.h) with libmoed_cuda.so loaded at run time.
+// Both keep their slot bookkeeping (positions, KV block tables) in a StateCache, so that the
+// scheduling-visible behaviour is the same on every backend.
+//
+// Thread-compatible: one step thread calls Forward and the slot methods.
 #ifndef MOED_WORKERS_ENGINE_STAGE_ENGINE_H_
 #define MOED_WORKERS_ENGINE_STAGE_ENGINE_H_
 
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kernels/cpu/thread_pool.h"
 #include "workers/engine/loaded_model.h"
 #include "workers/engine/stage_weights.h"
 #include "workers/engine/state_cache.h"
@@ -28,16 +32,30 @@ struct SequenceStep {
   LogitsWanted logits = LogitsWanted::kLast;
 };
 
+enum class Backend { kCpu, kCuda };
+std::string_view BackendName(Backend backend);
+
+// How the CUDA backend computes the matrix products of prefill steps: cuBLAS on F16 tensor cores
+// (weights and activations rounded to F16: the fast default), cuBLAS in float32 (results as the
+// GEMV's up to summation order: for tests and reproducibility), or the decode GEMV throughout.
+enum class CudaGemm { kF16, kF32, kOff };
+
 struct EngineOptions {
-  int threads = 1;
+  Backend backend = Backend::kCpu;
+  int device = 0;    // CUDA device ordinal (kCuda)
+  CudaGemm cuda_gemm = CudaGemm::kF16;
+  int threads = 1;   // CPU compute threads (kCpu; kCuda uses one host thread)
   StateCacheOptions cache;
 };
 
 class StageEngine {
  public:
+  // Binds layers [first_layer, last_layer) of `model` on options.backend. Errors: InvalidArgument
+  // for bad options or a model the backend cannot compute; Unavailable when the CUDA backend is
+  // absent (no libmoed_cuda.so, driver or device); ResourceExhausted when the device is too small.
   static absl::StatusOr<std::unique_ptr<StageEngine>> Create(const LoadedModel& model, int first_layer,
                                                             int last_layer, const EngineOptions& options);
-  ~StageEngine();
+  virtual ~StageEngine();
 
   // Runs the stage on `sequences` (their tokens concatenated in order). hidden_in holds
   // [total_tokens][n_embd] activations from the previous stage (ignored by the first stage).
@@ -46,37 +64,44 @@ class StageEngine {
   // Errors (nothing is changed): InvalidArgument for an unknown slot, an empty sequence, a token
   // outside the vocabulary or a hidden_in of the wrong size; ResourceExhausted when the KV cache
   // cannot hold the new tokens.
-  absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
-                       std::vector<float>* hidden_out, std::vector<float>* logits);
+  virtual absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
+                               std::vector<float>* hidden_out, std::vector<float>* logits) = 0;
 
-  StateCache& cache() { return *cache_; }
+  // Slots (StateCache's contracts). A newly acquired slot starts from empty state.
+  absl::StatusOr<int> AllocateSlot();
+  virtual absl::Status AcquireSlot(int slot);
+  absl::Status FreeSlot(int slot) { return cache_->FreeSlot(slot); }
+  absl::Status CheckSlot(int slot) const { return cache_->CheckSlot(slot); }
+  // A copy of the slot's state (host memory, the same layout on every backend) and its inverse.
+  virtual absl::StatusOr<SlotSnapshot> Snapshot(int slot) const = 0;
+  virtual absl::Status Restore(int slot, const SlotSnapshot& snapshot) = 0;
+
+  const StateCache& cache() const { return *cache_; }
   const StageWeights& weights() const { return weights_; }
   bool is_first() const { return weights_.embeds; }
   bool is_last() const { return weights_.samples; }
   int64_t n_embd() const { return hp_.n_embd; }
   int64_t n_vocab() const { return n_vocab_; }
 
- private:
-  StageEngine(const LoadedModel& model, StageWeights weights, const EngineOptions& options);
+ protected:
+  // host_state: whether the StateCache holds the KV and recurrent state itself (CPU) or only
+  // the bookkeeping (a device holds the state).
+  StageEngine(const LoadedModel& model, StageWeights weights, const StateCacheOptions& cache, bool host_state);
 
-  // Per-sequence layout of the step's token rows.
+  // Per-sequence layout of a step's token rows.
   struct Rows {
     int slot;
     int64_t begin;  // first row in the step
     int64_t count;
     int64_t first_pos;  // position of the first new token
   };
-
-  absl::Status Validate(std::span<const SequenceStep> sequences, std::span<const float> hidden_in) const;
-  void FullAttention(int layer, const std::vector<Rows>& rows, const float* a, float* out);
-  void DeltaNet(int layer, const std::vector<Rows>& rows, const float* a, float* out);
-  void Moe(int layer, int64_t n_tokens, const float* f, float* out);
-  void MatMul(const cpu::WeightMatrix& w, const float* x, int64_t n_tokens, float* y);
+  // Checks the step and reserves KV room for it; on success `rows` describes it.
+  absl::Status BeginStep(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
+                         std::vector<Rows>* rows);
 
   const Qwen35MoeHparams& hp_;
   int64_t n_vocab_;
   StageWeights weights_;
-  std::unique_ptr<cpu::ThreadPool> pool_;
   std::unique_ptr<StateCache> cache_;
 };
 

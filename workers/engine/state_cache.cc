@@ -17,29 +17,33 @@ StateCache::StateCache(const Qwen35MoeHparams& hp, std::vector<LayerKind> kinds,
       head_dim_v_(hp.head_dim_v),
       conv_floats_((hp.ssm_d_conv - 1) * hp.ssm_conv_dim()),
       delta_floats_(hp.ssm_dt_rank * hp.ssm_head_v_dim() * hp.ssm_d_state) {
-  bool any_full = false;
   k_pool_.resize(kinds_.size());
   v_pool_.resize(kinds_.size());
   for (size_t l = 0; l < kinds_.size(); ++l) {
     if (kinds_[l] != LayerKind::kFullAttention) continue;
-    any_full = true;
+    has_kv_ = true;
+    if (!options_.host_storage) continue;
     k_pool_[l].assign(options_.kv_blocks * options_.kv_block_size * KvRowFloats(true), 0.0f);
     v_pool_[l].assign(options_.kv_blocks * options_.kv_block_size * KvRowFloats(false), 0.0f);
   }
   // A stage without attention layers needs no KV blocks at all.
-  if (any_full) {
+  if (has_kv_) {
     for (int64_t b = options_.kv_blocks - 1; b >= 0; --b) free_blocks_.push_back(static_cast<int32_t>(b));
   }
   slots_.resize(options_.max_slots);
 }
 
-absl::StatusOr<int> StateCache::AllocateSlot() {
+absl::StatusOr<int> StateCache::FindFreeSlot() const {
   for (size_t s = 0; s < slots_.size(); ++s) {
-    if (slots_[s].in_use) continue;
-    RETURN_IF_ERROR(AcquireSlot(static_cast<int>(s)));
-    return static_cast<int>(s);
+    if (!slots_[s].in_use) return static_cast<int>(s);
   }
   return absl::ResourceExhaustedError(absl::StrCat("all ", slots_.size(), " sequence slots are in use"));
+}
+
+absl::StatusOr<int> StateCache::AllocateSlot() {
+  ASSIGN_OR_RETURN(int slot, FindFreeSlot());
+  RETURN_IF_ERROR(AcquireSlot(slot));
+  return slot;
 }
 
 absl::Status StateCache::AcquireSlot(int slot) {
@@ -51,7 +55,7 @@ absl::Status StateCache::AcquireSlot(int slot) {
   s = Slot{};
   s.in_use = true;
   s.recurrent.resize(kinds_.size());
-  for (size_t l = 0; l < kinds_.size(); ++l) {
+  for (size_t l = 0; l < kinds_.size() && options_.host_storage; ++l) {
     if (kinds_[l] == LayerKind::kLinearAttention) s.recurrent[l].assign(conv_floats_ + delta_floats_, 0.0f);
   }
   return absl::OkStatus();
@@ -79,8 +83,7 @@ int StateCache::free_slots() const {
 absl::Status StateCache::Reserve(int slot, int64_t n) {
   RETURN_IF_ERROR(CheckSlot(slot));
   Slot& s = slots_[slot];
-  const bool has_kv = std::find(kinds_.begin(), kinds_.end(), LayerKind::kFullAttention) != kinds_.end();
-  if (!has_kv) return absl::OkStatus();
+  if (!has_kv_) return absl::OkStatus();
   const int64_t need = (s.n_past + n + options_.kv_block_size - 1) / options_.kv_block_size;
   while (static_cast<int64_t>(s.blocks.size()) < need) {
     if (free_blocks_.empty()) {
@@ -91,6 +94,17 @@ absl::Status StateCache::Reserve(int slot, int64_t n) {
     s.blocks.push_back(free_blocks_.back());
     free_blocks_.pop_back();
   }
+  return absl::OkStatus();
+}
+
+absl::Status StateCache::ResetTo(int slot, int64_t n_past) {
+  RETURN_IF_ERROR(CheckSlot(slot));
+  Slot& s = slots_[slot];
+  free_blocks_.insert(free_blocks_.end(), s.blocks.rbegin(), s.blocks.rend());
+  s.blocks.clear();
+  s.n_past = 0;
+  RETURN_IF_ERROR(Reserve(slot, n_past));
+  s.n_past = n_past;
   return absl::OkStatus();
 }
 
@@ -145,12 +159,8 @@ absl::Status StateCache::Restore(int slot, const SlotSnapshot& snap) {
   if (snap.recurrent.size() != kinds_.size() || snap.keys.size() != kinds_.size()) {
     return absl::InvalidArgumentError("snapshot was taken from a stage with other layers");
   }
-  Slot& s = slots_[slot];
-  free_blocks_.insert(free_blocks_.end(), s.blocks.rbegin(), s.blocks.rend());
-  s.blocks.clear();
-  s.n_past = 0;
-  RETURN_IF_ERROR(Reserve(slot, snap.n_past));
-  s.recurrent = snap.recurrent;
+  RETURN_IF_ERROR(ResetTo(slot, snap.n_past));
+  slots_[slot].recurrent = snap.recurrent;
   for (size_t l = 0; l < kinds_.size(); ++l) {
     if (kinds_[l] != LayerKind::kFullAttention) continue;
     for (int64_t p = 0; p < snap.n_past; ++p) {
@@ -160,7 +170,6 @@ absl::Status StateCache::Restore(int slot, const SlotSnapshot& snap) {
                   KvRowFloats(false) * sizeof(float));
     }
   }
-  s.n_past = snap.n_past;
   return absl::OkStatus();
 }
 

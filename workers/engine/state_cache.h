@@ -22,6 +22,9 @@ struct StateCacheOptions {
   int max_slots = 8;
   int64_t kv_block_size = 16;   // tokens per KV block
   int64_t kv_blocks = 1024;     // blocks in the pool, shared by all slots
+  // False: bookkeeping only (slots, positions, block tables); the state itself lives elsewhere
+  // (a GPU), and the row and state accessors, Snapshot and Restore must not be called.
+  bool host_storage = true;
 };
 
 // A copy of one slot's state at its current position.
@@ -39,6 +42,8 @@ class StateCache {
 
   // Errors: ResourceExhausted when every slot is in use.
   absl::StatusOr<int> AllocateSlot();
+  // The lowest free slot, without taking it. Errors: ResourceExhausted when every slot is in use.
+  absl::StatusOr<int> FindFreeSlot() const;
   // Takes a specific free slot (the router chooses slot ids). Errors: InvalidArgument for a slot
   // out of range or in use.
   absl::Status AcquireSlot(int slot);
@@ -53,6 +58,14 @@ class StateCache {
   // (blocks taken so far stay with the slot and are reused by its next tokens).
   absl::Status Reserve(int slot, int64_t n);
   void Advance(int slot, int64_t n) { slots_[slot].n_past += n; }
+  // Empties the slot's KV blocks and makes room for n_past tokens at positions [0, n_past), which
+  // the caller fills (a snapshot restore). Errors: those of Reserve.
+  absl::Status ResetTo(int slot, int64_t n_past);
+  // The slot's KV block table: position p lives in block blocks(slot)[p / kv_block_size].
+  const std::vector<int32_t>& blocks(int slot) const { return slots_[slot].blocks; }
+  const StateCacheOptions& options() const { return options_; }
+  // Whether the stage has full-attention layers (otherwise it needs no KV blocks).
+  bool has_kv() const { return has_kv_; }
 
   // `layer` is the index within the stage.
   float* KeyRow(int slot, int layer, int64_t pos);
@@ -81,6 +94,7 @@ class StateCache {
   int64_t n_kv_heads_, head_dim_k_, head_dim_v_;
   int64_t conv_floats_, delta_floats_;
   std::vector<std::vector<float>> k_pool_, v_pool_;  // per layer (empty for linear layers)
+  bool has_kv_ = false;
   std::vector<int32_t> free_blocks_;
   std::vector<Slot> slots_;
 };

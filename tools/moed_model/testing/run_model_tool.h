@@ -15,10 +15,8 @@ struct ToolResult {
   std::string output;  // stdout, then stderr unless left out
 };
 
-// Runs `moed-model <args>` (args are passed to the shell as they are).
-inline ToolResult RunModelTool(const std::string& args, bool with_stderr = true) {
-  const std::string command =
-      std::string(MOED_BINARY_DIR) + "/tools/moed-model " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs a shell command line and collects its stdout.
+inline ToolResult RunCommand(const std::string& command) {
   ToolResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return r;
@@ -27,6 +25,12 @@ inline ToolResult RunModelTool(const std::string& args, bool with_stderr = true)
   const int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs `moed-model <args>` (args are passed to the shell as they are).
+inline ToolResult RunModelTool(const std::string& args, bool with_stderr = true) {
+  return RunCommand(std::string(MOED_BINARY_DIR) + "/tools/moed-model " + args +
+                    (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 }  // namespace moed::testing

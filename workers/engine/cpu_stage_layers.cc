@@ -1,4 +1,4 @@
-// The three sub-layers of a qwen35moe block, as StageEngine members: gated softmax attention
+// The three sub-layers of a qwen35moe block, as CpuStageEngine members: gated softmax attention
 // (docs: qwen35moe.md §3.3), Gated DeltaNet (§3.4, §3.5) and the MoE FFN with its shared expert
 // (§3.6). Projections run batched over every token of the step; whatever carries per-sequence
 // state (RoPE positions, the KV cache, the conv window, the delta-rule scan) runs per sequence.
@@ -13,7 +13,7 @@
 #include "kernels/cpu/moe_routing.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
-#include "workers/engine/stage_engine.h"
+#include "workers/engine/cpu_stage_engine.h"
 
 namespace moed::engine {
 namespace {
@@ -24,7 +24,7 @@ float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
 }  // namespace
 
-void StageEngine::FullAttention(int layer, const std::vector<Rows>& rows, const float* a, float* out) {
+void CpuStageEngine::FullAttention(int layer, const std::vector<Rows>& rows, const float* a, float* out) {
   const LayerWeights& w = weights_.layers[layer];
   const int64_t n = rows.back().begin + rows.back().count;
   const int64_t nh = hp_.n_head, nkv = hp_.n_head_kv, hd = hp_.head_dim_k, hdv = hp_.head_dim_v;
@@ -65,7 +65,7 @@ void StageEngine::FullAttention(int layer, const std::vector<Rows>& rows, const 
   MatMul(w.wo, o.data(), n, out);
 }
 
-void StageEngine::DeltaNet(int layer, const std::vector<Rows>& rows, const float* a, float* out) {
+void CpuStageEngine::DeltaNet(int layer, const std::vector<Rows>& rows, const float* a, float* out) {
   const LayerWeights& w = weights_.layers[layer];
   const int64_t n = rows.back().begin + rows.back().count;
   const int64_t conv_dim = hp_.ssm_conv_dim(), key_dim = hp_.ssm_key_dim(), inner = hp_.ssm_d_inner;
@@ -124,7 +124,7 @@ void StageEngine::DeltaNet(int layer, const std::vector<Rows>& rows, const float
   MatMul(w.w_out, y.data(), n, out);
 }
 
-void StageEngine::Moe(int layer, int64_t n, const float* f, float* out) {
+void CpuStageEngine::Moe(int layer, int64_t n, const float* f, float* out) {
   const LayerWeights& w = weights_.layers[layer];
   const int64_t H = hp_.n_embd, E = hp_.n_expert, K = hp_.n_expert_used, F = hp_.n_ff_exp;
   std::vector<float> router(n * E);

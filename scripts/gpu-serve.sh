@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On the GPU machine, from an unpacked bundle (scripts/gpu-bundle.sh --serve): synthesises the
+# 35B-A3B benchmark file (Q4_K experts, Q8_0 rest, the qwen35 vocabulary), serves it with moed on
+# the CUDA backend, and sweeps it over HTTP with moed-bench (1, 16, 64 concurrent clients). Writes
+# the logs and the sweep table under $OUT.
+set -u
+export LD_LIBRARY_PATH=$PWD/bundle
+M=/tmp/35b-vocab.gguf
+[ -f $M ] || bundle/moed-model synth $M --preset 35b-a3b --experts q4_k --rest q8_0 \
+  --vocab tests/data/text/vocab/ggml-vocab-qwen35.gguf --chat-template tests/data/text/templates/qwen3.5-chat-template.jinja > /dev/null
+cat > /tmp/gpu.yaml <<YAML
+server:
+  listen: 127.0.0.1:8080
+admin:
+  socket: /tmp/moed-admin.sock
+model:
+  path: $M
+  name: moed-35b
+devices:
+  backends: [cuda]
+scheduler:
+  max_running: 64
+  max_batch_tokens: 8192
+  prefill_chunk: 2048
+cache:
+  kv_block_size: 16
+  kv_blocks: 16384
+logging:
+  level: info
+YAML
+bundle/moed --config /tmp/gpu.yaml > $OUT/moed.log 2>&1 &
+pid=$!
+for i in $(seq 1 120); do grep -q "serving 'moed-35b'" $OUT/moed.log && break; sleep 1; done
+grep -E "plan|serving|CUDA stage|error|Error" $OUT/moed.log | head -20
+bundle/moectl --socket /tmp/moed-admin.sock status | head -20
+curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
+  -d '{"model":"moed-35b","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16}' | head -c 600; echo
+for c in 1:8 16:32 64:128; do  # concurrency:requests
+  timeout 200 bundle/moed-bench http http://127.0.0.1:8080 --concurrency ${c%:*} --requests ${c#*:} \
+    --prompt-tokens 128 --max-tokens 128 2>&1 | tee -a $OUT/http_sweep.txt
+done
+kill -TERM $pid; wait $pid; echo "moed exit $?"

@@ -1,0 +1,563 @@
+#include "workers/engine/cuda_stage_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "kernels/base/log.h"
+#include "kernels/base/status_macros.h"
+#include "kernels/base/strings.h"
+#include "kernels/quants/ggml_type.h"
+
+namespace moed::engine {
+namespace {
+
+uint32_t TypeId(GgmlType type) { return static_cast<uint32_t>(type); }
+
+}  // namespace
+
+struct CudaStageEngine::Profile {
+  absl::Time last = absl::Now();
+  std::map<std::string, std::pair<double, int64_t>, std::less<>> ops;  // seconds, calls
+};
+
+absl::Status CudaStageEngine::Check(int rc, std::string_view what) const {
+  absl::Status s = lib_->Check(rc, what);
+  if (profile_ == nullptr || !s.ok()) return s;
+  (void)api_.stream_synchronize(stream_);
+  const absl::Time now = absl::Now();
+  auto it = profile_->ops.try_emplace(std::string(what), 0.0, 0).first;
+  it->second.first += absl::ToDoubleSeconds(now - profile_->last);
+  ++it->second.second;
+  profile_->last = now;
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<StageEngine>> CudaStageEngine::Create(const LoadedModel& model, StageWeights weights,
+                                                                     const EngineOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaLibrary> lib, cuda::CudaLibrary::Load({}));
+  if (!lib->HasAbi12()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(lib->path(), " is older than ABI 1.2, which the CUDA stage engine needs"));
+  }
+  if (options.device < 0 || options.device >= lib->device_count()) {
+    return absl::UnavailableError(
+        absl::StrCat("CUDA device ", options.device, " does not exist (", lib->device_count(), " found)"));
+  }
+  std::unique_ptr<CudaStageEngine> engine(new CudaStageEngine(model, std::move(weights), options, std::move(lib)));
+  RETURN_IF_ERROR(engine->Init());
+  return std::unique_ptr<StageEngine>(std::move(engine));
+}
+
+CudaStageEngine::CudaStageEngine(const LoadedModel& model, StageWeights weights, const EngineOptions& options,
+                                 std::unique_ptr<cuda::CudaLibrary> lib)
+    : StageEngine(model, std::move(weights), options.cache, /*host_state=*/false),
+      lib_(std::move(lib)),
+      api_(lib_->api()),
+      device_(options.device),
+      gemm_mode_(options.cuda_gemm) {
+  conv_floats_ = (hp_.ssm_d_conv - 1) * hp_.ssm_conv_dim();
+  delta_floats_ = hp_.ssm_dt_rank * hp_.ssm_head_v_dim() * hp_.ssm_d_state;
+  kv_row_floats_k_ = hp_.n_head_kv * hp_.head_dim_k;
+  kv_row_floats_v_ = hp_.n_head_kv * hp_.head_dim_v;
+}
+
+CudaStageEngine::~CudaStageEngine() {
+  if (profile_ != nullptr) {
+    double total = 0;
+    for (const auto& [op, v] : profile_->ops) total += v.first;
+    for (const auto& [op, v] : profile_->ops) {
+      MOED_LOG(INFO) << absl::StrFormat("profile %-16s %9.3f ms %6.1f%% %8d calls %8.2f us/call", op, v.first * 1e3,
+                                        100 * v.first / total, v.second, v.first * 1e6 / v.second);
+    }
+  }
+  if (api_.set_device(device_) != 0) return;
+  if (stream_ != nullptr) {
+    (void)api_.stream_synchronize(stream_);
+    (void)api_.stream_destroy(stream_);
+  }
+  DropGraphs();
+  if (scratch_block_ != nullptr) (void)api_.free_device(scratch_block_);
+  for (void* p : allocations_) (void)api_.free_device(p);
+}
+
+absl::StatusOr<void*> CudaStageEngine::Allocate(uint64_t bytes) {
+  void* p = nullptr;
+  RETURN_IF_ERROR(Check(api_.malloc_device(&p, std::max<uint64_t>(bytes, 1)), "cudaMalloc"));
+  allocations_.push_back(p);
+  return p;
+}
+
+absl::StatusOr<const void*> CudaStageEngine::Upload(const void* src, uint64_t bytes) {
+  ASSIGN_OR_RETURN(void* p, Allocate(bytes));
+  RETURN_IF_ERROR(Check(api_.copy_to_device(p, src, bytes), "weight upload"));
+  weight_bytes_ += bytes;
+  return p;
+}
+
+absl::StatusOr<CudaStageEngine::Matrix> CudaStageEngine::UploadMatrix(const cpu::WeightMatrix& w) {
+  if (w.data == nullptr) return Matrix{};
+  if (api_.gemv_supports_type(TypeId(w.type)) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the CUDA backend has no kernel for ",
+                                                   Sv(GgmlTypeName(w.type)), " matrices"));
+  }
+  Matrix m{TypeId(w.type), nullptr, w.row_bytes, w.n_in, w.n_out};
+  ASSIGN_OR_RETURN(m.data, Upload(w.data, w.row_bytes * static_cast<uint64_t>(w.n_out)));
+  return m;
+}
+
+absl::StatusOr<const float*> CudaStageEngine::UploadVector(const std::vector<float>& v) {
+  if (v.empty()) return nullptr;
+  ASSIGN_OR_RETURN(const void* p, Upload(v.data(), v.size() * sizeof(float)));
+  return static_cast<const float*>(p);
+}
+
+absl::Status CudaStageEngine::Init() {
+  if (hp_.head_dim_k != hp_.head_dim_v) {
+    return absl::InvalidArgumentError("the CUDA backend needs equal key and value head sizes (the output gate has the query's shape)");
+  }
+  RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
+  RETURN_IF_ERROR(Check(api_.stream_create(&stream_), "cudaStreamCreate"));
+  if (std::getenv("MOED_CUDA_PROFILE") != nullptr) profile_ = std::make_unique<Profile>();
+
+  // Fail before uploading anything when the stage cannot fit.
+  uint64_t need = weights_.output.row_bytes * static_cast<uint64_t>(weights_.output.n_out);
+  const StateCacheOptions& cache = cache_->options();
+  const uint64_t slots = static_cast<uint64_t>(cache.max_slots);
+  for (const LayerWeights& w : weights_.layers) {
+    for (const cpu::WeightMatrix* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_mix, &w.w_z, &w.w_beta, &w.w_alpha,
+                                       &w.w_out, &w.router, &w.shared_gate, &w.shared_up, &w.shared_down}) {
+      need += m->row_bytes * static_cast<uint64_t>(m->n_out);
+    }
+    for (const ExpertWeights* e : {&w.gate_exps, &w.up_exps, &w.down_exps}) {
+      need += static_cast<uint64_t>(RowBytes(e->type, e->n_in)) * e->n_out * hp_.n_expert;
+    }
+    need += w.kind == LayerKind::kFullAttention
+                ? static_cast<uint64_t>(cache.kv_blocks * cache.kv_block_size) * (kv_row_floats_k_ + kv_row_floats_v_) * 4
+                : slots * (conv_floats_ + delta_floats_) * 4;
+  }
+  size_t free_bytes = 0, total_bytes = 0;
+  RETURN_IF_ERROR(Check(api_.memory_info(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+  if (need > free_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the stage needs ", need, " bytes of GPU memory for weights and state, but device ", device_, " has ",
+        free_bytes, " free of ", total_bytes));
+  }
+
+  for (const LayerWeights& w : weights_.layers) {
+    Layer l;
+    l.kind = w.kind;
+    ASSIGN_OR_RETURN(l.attn_norm, UploadVector(w.attn_norm));
+    ASSIGN_OR_RETURN(l.post_norm, UploadVector(w.post_attention_norm));
+    if (w.kind == LayerKind::kFullAttention) {
+      ASSIGN_OR_RETURN(l.wq, UploadMatrix(w.wq));
+      ASSIGN_OR_RETURN(l.wk, UploadMatrix(w.wk));
+      ASSIGN_OR_RETURN(l.wv, UploadMatrix(w.wv));
+      ASSIGN_OR_RETURN(l.wo, UploadMatrix(w.wo));
+      ASSIGN_OR_RETURN(l.q_norm, UploadVector(w.q_norm));
+      ASSIGN_OR_RETURN(l.k_norm, UploadVector(w.k_norm));
+      const uint64_t rows = static_cast<uint64_t>(cache.kv_blocks * cache.kv_block_size);
+      ASSIGN_OR_RETURN(void* k, Allocate(rows * kv_row_floats_k_ * sizeof(float)));
+      ASSIGN_OR_RETURN(void* v, Allocate(rows * kv_row_floats_v_ * sizeof(float)));
+      l.k_cache = static_cast<float*>(k), l.v_cache = static_cast<float*>(v);
+      state_bytes_ += rows * (kv_row_floats_k_ + kv_row_floats_v_) * sizeof(float);
+    } else {
+      ASSIGN_OR_RETURN(l.w_mix, UploadMatrix(w.w_mix));
+      ASSIGN_OR_RETURN(l.w_z, UploadMatrix(w.w_z));
+      ASSIGN_OR_RETURN(l.w_beta, UploadMatrix(w.w_beta));
+      ASSIGN_OR_RETURN(l.w_alpha, UploadMatrix(w.w_alpha));
+      ASSIGN_OR_RETURN(l.w_out, UploadMatrix(w.w_out));
+      ASSIGN_OR_RETURN(l.conv, UploadVector(w.conv));
+      ASSIGN_OR_RETURN(l.dt_bias, UploadVector(w.dt_bias));
+      ASSIGN_OR_RETURN(l.ssm_a, UploadVector(w.ssm_a));
+      ASSIGN_OR_RETURN(l.ssm_norm, UploadVector(w.ssm_norm));
+      ASSIGN_OR_RETURN(void* c, Allocate(slots * conv_floats_ * sizeof(float)));
+      ASSIGN_OR_RETURN(void* d, Allocate(slots * delta_floats_ * sizeof(float)));
+      l.conv_state = static_cast<float*>(c), l.delta_state = static_cast<float*>(d);
+      state_bytes_ += slots * (conv_floats_ + delta_floats_) * sizeof(float);
+    }
+    ASSIGN_OR_RETURN(l.router, UploadMatrix(w.router));
+    for (auto [src, dst] : {std::pair{&w.gate_exps, &l.gate}, std::pair{&w.up_exps, &l.up},
+                            std::pair{&w.down_exps, &l.down}}) {
+      if (api_.moe_supports_type(TypeId(src->type)) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat("the CUDA backend has no MoE kernel for ",
+                                                       Sv(GgmlTypeName(src->type)), " experts"));
+      }
+      dst->type = TypeId(src->type);
+      const uint64_t bytes = static_cast<uint64_t>(RowBytes(src->type, src->n_in)) * src->n_out * hp_.n_expert;
+      ASSIGN_OR_RETURN(dst->data, Upload(src->data, bytes));
+    }
+    l.has_shared_expert = w.has_shared_expert;
+    if (w.has_shared_expert) {
+      ASSIGN_OR_RETURN(l.shared_gate, UploadMatrix(w.shared_gate));
+      ASSIGN_OR_RETURN(l.shared_up, UploadMatrix(w.shared_up));
+      ASSIGN_OR_RETURN(l.shared_down, UploadMatrix(w.shared_down));
+      // The shared expert's gate vector is a one-row F32 matrix (one gemv gives every token's logit).
+      cpu::WeightMatrix inp{GgmlType::kF32, reinterpret_cast<const uint8_t*>(w.shared_gate_inp.data()),
+                            hp_.n_embd, 1, static_cast<uint64_t>(hp_.n_embd) * sizeof(float)};
+      ASSIGN_OR_RETURN(l.shared_gate_inp, UploadMatrix(inp));
+    }
+    layers_.push_back(l);
+  }
+  if (is_last()) {
+    ASSIGN_OR_RETURN(output_, UploadMatrix(weights_.output));
+    ASSIGN_OR_RETURN(output_norm_, UploadVector(weights_.output_norm));
+  }
+  // Prefill GEMMs: the largest matrix a gemm dequantizes, and the F16 copy of one layer's experts.
+  gemm_ok_ = api_.gemm_available() == 1 && gemm_mode_ != CudaGemm::kOff;
+  gemm_precision_ = gemm_mode_ == CudaGemm::kF32 ? MOED_CUDA_GEMM_F32 : MOED_CUDA_GEMM_F16;
+  for (const Layer& l : layers_) {
+    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_mix, &l.w_z, &l.w_beta, &l.w_alpha, &l.w_out,
+                            &l.shared_gate, &l.shared_up, &l.shared_down}) {
+      gemm_w_halves_ = std::max(gemm_w_halves_, m->n_in * m->n_out);
+      gemm_n_in_ = std::max(gemm_n_in_, m->n_in);
+    }
+  }
+  if (gemm_ok_ && gemm_precision_ == MOED_CUDA_GEMM_F16 && hp_.n_embd % 32 == 0 && hp_.n_ff_exp % 32 == 0 &&
+      !layers_.empty()) {
+    const uint64_t bytes = 3 * 2 * static_cast<uint64_t>(hp_.n_expert * hp_.n_ff_exp * hp_.n_embd);
+    if (api_.malloc_device(&experts_f16_, bytes) == 0) {
+      allocations_.push_back(experts_f16_);
+    } else {
+      experts_f16_ = nullptr;  // grouped MoE prefill off; prefill MoE stays on moe_decode
+      MOED_LOG(WARNING) << "no room for the " << bytes / (1 << 20) << " MiB F16 expert buffer: MoE prefill uses GEMV";
+    }
+  }
+  MOED_LOG(INFO) << "prefill matrix products: "
+                 << (!gemm_ok_ ? "GEMV (cuBLAS absent or off)"
+                               : gemm_precision_ == MOED_CUDA_GEMM_F16 ? "cuBLAS GEMM, F16" : "cuBLAS GEMM, float32")
+                 << (experts_f16_ != nullptr ? ", experts grouped" : "");
+  ASSIGN_OR_RETURN(void* tables, Allocate(slots * cache.kv_blocks * sizeof(int32_t)));
+  block_tables_ = static_cast<int32_t*>(tables);
+  RETURN_IF_ERROR(Reserve(64));
+  MOED_LOG(INFO) << "CUDA stage on device " << device_ << ": layers [" << weights_.first_layer << ", "
+                 << weights_.last_layer << "), " << weight_bytes_ / (1 << 20) << " MiB of weights, "
+                 << state_bytes_ / (1 << 20) << " MiB of state";
+  return absl::OkStatus();
+}
+
+absl::Status CudaStageEngine::Reserve(int64_t tokens) {
+  if (tokens <= s_.tokens) return absl::OkStatus();
+  tokens = std::max<int64_t>(tokens, 2 * s_.tokens);
+  const int64_t N = tokens, H = hp_.n_embd, K = hp_.n_expert_used;
+  const int64_t head_rows = std::min(N, kHeadRows);
+  // Carve every buffer out of one allocation; 64-float (256-byte) alignment keeps vector loads legal.
+  uint64_t offset = 0;
+  std::vector<std::pair<void**, int64_t>> plan;
+  auto add = [&](auto** p, int64_t elems) { plan.push_back({reinterpret_cast<void**>(p), elems}); };
+  add(&s_.x, N * H), add(&s_.a, N * H), add(&s_.m, N * H);
+  add(&s_.qg, N * 2 * hp_.n_head * hp_.head_dim_k), add(&s_.k, N * kv_row_floats_k_), add(&s_.v, N * kv_row_floats_v_);
+  add(&s_.q, N * hp_.n_head * hp_.head_dim_k), add(&s_.gate, N * hp_.n_head * hp_.head_dim_k);
+  add(&s_.o, N * hp_.n_head * hp_.head_dim_v);
+  const int64_t conv_dim = hp_.ssm_conv_dim(), inner = hp_.ssm_d_inner, hv = hp_.ssm_dt_rank;
+  add(&s_.mix, N * conv_dim), add(&s_.z, N * inner), add(&s_.beta_in, N * hv), add(&s_.alpha, N * hv);
+  add(&s_.conv_out, N * conv_dim), add(&s_.dq, N * hp_.ssm_key_dim()), add(&s_.dk, N * hp_.ssm_key_dim());
+  add(&s_.dv, N * inner), add(&s_.g, N * hv), add(&s_.beta, N * hv), add(&s_.delta_out, N * inner), add(&s_.y, N * inner);
+  add(&s_.router, N * hp_.n_expert), add(&s_.weights, N * K);
+  add(&s_.act, std::min<int64_t>(N, MOED_CUDA_MAX_MOE_TOKENS) * K * hp_.n_ff_exp);
+  add(&s_.sh_g, N * hp_.n_ff_shexp), add(&s_.sh_u, N * hp_.n_ff_shexp), add(&s_.sh_d, N * H), add(&s_.sh_logit, N);
+  const int64_t R = std::min(N, kMoeGemmTokens) * K;  // grouped-MoE rows
+  const bool moe_gemm = experts_f16_ != nullptr && N >= kGemmMinTokens;
+  add(&s_.moe_xs, moe_gemm ? R * H : 0), add(&s_.moe_d, moe_gemm ? R * H : 0);
+  add(&s_.moe_g, moe_gemm ? R * hp_.n_ff_exp : 0), add(&s_.moe_u, moe_gemm ? R * hp_.n_ff_exp : 0);
+  add(&s_.moe_row_of, moe_gemm ? R : 0), add(&s_.moe_src, moe_gemm ? R : 0);
+  // gemm scratch in floats: F16 weights of the largest matrix and F16 rows of the longest input.
+  const int64_t max_rows = std::max(N, moe_gemm ? R : 0);
+  s_.gemm_scratch_bytes =
+      gemm_ok_ && N >= kGemmMinTokens
+          ? std::max(2 * (gemm_w_halves_ + max_rows * std::max({gemm_n_in_, H, hp_.n_ff_exp})), 4 * gemm_w_halves_) + 512
+          : 0;
+  add(&s_.gemm_scratch, s_.gemm_scratch_bytes / 4 + 1);
+  // Split-K partials for decode-sized steps (the kernel does not split larger ones).
+  s_.attn_partials_floats = std::min<int64_t>(N, 64) * hp_.n_head * 32 * (hp_.head_dim_v + 2);
+  add(&s_.attn_partials, s_.attn_partials_floats);
+  add(&s_.ids, N * K), add(&s_.positions, N), add(&s_.kv_rows, N), add(&s_.token_slots, N);
+  add(&s_.seq_slots, N), add(&s_.gather, N);
+  add(&s_.head_in, head_rows * H), add(&s_.logits, is_last() ? head_rows * n_vocab_ : 0);
+  for (auto& [p, elems] : plan) offset += (static_cast<uint64_t>(std::max<int64_t>(elems, 1)) * 4 + 255) / 256 * 256;
+  if (scratch_block_ != nullptr) {
+    RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "stream sync"));
+    DropGraphs();
+    RETURN_IF_ERROR(Check(api_.free_device(scratch_block_), "cudaFree"));
+    scratch_block_ = nullptr;
+  }
+  RETURN_IF_ERROR(Check(api_.malloc_device(&scratch_block_, offset), "cudaMalloc (step scratch)"));
+  auto* base = static_cast<uint8_t*>(scratch_block_);
+  offset = 0;
+  for (auto& [p, elems] : plan) {
+    *p = base + offset;
+    offset += (static_cast<uint64_t>(std::max<int64_t>(elems, 1)) * 4 + 255) / 256 * 256;
+  }
+  s_.tokens = N;
+  return absl::OkStatus();
+}
+
+absl::Status CudaStageEngine::AcquireSlot(int slot) {
+  RETURN_IF_ERROR(cache_->AcquireSlot(slot));
+  RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
+  // A new sequence starts from zero recurrent state; KV rows are written before they are read.
+  for (const Layer& l : layers_) {
+    if (l.kind != LayerKind::kLinearAttention) continue;
+    RETURN_IF_ERROR(Check(api_.memset_device(l.conv_state + slot * conv_floats_, 0, conv_floats_ * 4), "memset"));
+    RETURN_IF_ERROR(Check(api_.memset_device(l.delta_state + slot * delta_floats_, 0, delta_floats_ * 4), "memset"));
+  }
+  // The memsets run on the legacy default stream, which the engine's non-blocking stream does not
+  // wait for: finish them before the slot's first step.
+  return Check(api_.synchronize(), "memset");
+}
+
+absl::StatusOr<SlotSnapshot> CudaStageEngine::Snapshot(int slot) const {
+  RETURN_IF_ERROR(cache_->CheckSlot(slot));
+  RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
+  RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "stream sync"));
+  SlotSnapshot snap;
+  snap.n_past = cache_->n_past(slot);
+  snap.recurrent.resize(layers_.size());
+  snap.keys.resize(layers_.size());
+  snap.values.resize(layers_.size());
+  const int64_t bs = cache_->options().kv_block_size;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    if (l.kind == LayerKind::kLinearAttention) {
+      std::vector<float>& r = snap.recurrent[i];
+      r.resize(conv_floats_ + delta_floats_);
+      RETURN_IF_ERROR(Check(api_.copy_to_host(r.data(), l.conv_state + slot * conv_floats_, conv_floats_ * 4), "copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_host(r.data() + conv_floats_, l.delta_state + slot * delta_floats_,
+                                              delta_floats_ * 4), "copy"));
+      continue;
+    }
+    snap.keys[i].resize(snap.n_past * kv_row_floats_k_);
+    snap.values[i].resize(snap.n_past * kv_row_floats_v_);
+    const std::vector<int32_t>& blocks = cache_->blocks(slot);
+    for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
+      const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
+      RETURN_IF_ERROR(Check(api_.copy_to_host(snap.keys[i].data() + p0 * kv_row_floats_k_,
+                                              l.k_cache + row0 * kv_row_floats_k_, rows * kv_row_floats_k_ * 4), "copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_host(snap.values[i].data() + p0 * kv_row_floats_v_,
+                                              l.v_cache + row0 * kv_row_floats_v_, rows * kv_row_floats_v_ * 4), "copy"));
+    }
+  }
+  return snap;
+}
+
+absl::Status CudaStageEngine::Restore(int slot, const SlotSnapshot& snap) {
+  RETURN_IF_ERROR(cache_->CheckSlot(slot));
+  if (snap.recurrent.size() != layers_.size() || snap.keys.size() != layers_.size() ||
+      snap.values.size() != layers_.size()) {
+    return absl::InvalidArgumentError("snapshot was taken from a stage with other layers");
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const bool ok = layers_[i].kind == LayerKind::kLinearAttention
+                        ? static_cast<int64_t>(snap.recurrent[i].size()) == conv_floats_ + delta_floats_
+                        : static_cast<int64_t>(snap.keys[i].size()) == snap.n_past * kv_row_floats_k_ &&
+                              static_cast<int64_t>(snap.values[i].size()) == snap.n_past * kv_row_floats_v_;
+    if (!ok) return absl::InvalidArgumentError(absl::StrCat("snapshot layer ", i, " has the wrong size"));
+  }
+  RETURN_IF_ERROR(cache_->ResetTo(slot, snap.n_past));
+  RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
+  RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "stream sync"));
+  const int64_t bs = cache_->options().kv_block_size;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    if (l.kind == LayerKind::kLinearAttention) {
+      const float* r = snap.recurrent[i].data();
+      RETURN_IF_ERROR(Check(api_.copy_to_device(l.conv_state + slot * conv_floats_, r, conv_floats_ * 4), "copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_device(l.delta_state + slot * delta_floats_, r + conv_floats_,
+                                                delta_floats_ * 4), "copy"));
+      continue;
+    }
+    const std::vector<int32_t>& blocks = cache_->blocks(slot);
+    for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
+      const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
+      RETURN_IF_ERROR(Check(api_.copy_to_device(l.k_cache + row0 * kv_row_floats_k_,
+                                                snap.keys[i].data() + p0 * kv_row_floats_k_, rows * kv_row_floats_k_ * 4), "copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_device(l.v_cache + row0 * kv_row_floats_v_,
+                                                snap.values[i].data() + p0 * kv_row_floats_v_, rows * kv_row_floats_v_ * 4), "copy"));
+    }
+  }
+  // As in AcquireSlot: the copies must land before the engine's stream reads the state.
+  return Check(api_.synchronize(), "copy");
+}
+
+absl::Status CudaStageEngine::Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
+                                      std::vector<float>* hidden_out, std::vector<float>* logits) {
+  std::vector<Rows> rows;
+  RETURN_IF_ERROR(BeginStep(sequences, hidden_in, &rows));
+  RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
+  const int64_t n = rows.back().begin + rows.back().count, H = hp_.n_embd;
+  RETURN_IF_ERROR(Reserve(n));
+
+  // The step's index arrays: each token's position, slot and KV cache row; each sequence's slot.
+  const int64_t bs = cache_->options().kv_block_size, table_stride = cache_->options().kv_blocks;
+  std::vector<int32_t> positions(n), kv_rows(n), token_slots(n), seq_slots;
+  max_position_ = 0;
+  std::vector<Group> groups;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Rows& r = rows[i];
+    const std::vector<int32_t>& blocks = cache_->blocks(r.slot);
+    for (int64_t j = 0; j < r.count; ++j) {
+      const int64_t pos = r.first_pos + j;
+      positions[r.begin + j] = static_cast<int32_t>(pos);
+      max_position_ = std::max(max_position_, static_cast<int32_t>(pos));
+      kv_rows[r.begin + j] = cache_->has_kv() ? static_cast<int32_t>(blocks[pos / bs] * bs + pos % bs) : 0;
+      token_slots[r.begin + j] = r.slot;
+    }
+    seq_slots.push_back(r.slot);
+    if (!groups.empty() && groups.back().n_tokens == r.count) {
+      ++groups.back().n_seqs;
+    } else {
+      groups.push_back({static_cast<int>(i), 1, r.begin, r.count});
+    }
+    if (cache_->has_kv()) {
+      RETURN_IF_ERROR(Check(api_.copy_to_device_async(block_tables_ + r.slot * table_stride, blocks.data(),
+                                                      blocks.size() * sizeof(int32_t), stream_), "copy"));
+    }
+  }
+  // Rounded up so that decode steps share a graph for 256 positions (the attention kernel's key
+  // split depends on it; over-estimating it is harmless).
+  max_position_ = (max_position_ / 256 + 1) * 256 - 1;
+  auto upload = [&](void* dst, const void* src, size_t bytes) {
+    return Check(api_.copy_to_device_async(dst, src, bytes, stream_), "step upload");
+  };
+  RETURN_IF_ERROR(upload(s_.positions, positions.data(), n * 4));
+  RETURN_IF_ERROR(upload(s_.kv_rows, kv_rows.data(), n * 4));
+  RETURN_IF_ERROR(upload(s_.token_slots, token_slots.data(), n * 4));
+  RETURN_IF_ERROR(upload(s_.seq_slots, seq_slots.data(), seq_slots.size() * 4));
+  if (is_first()) {
+    std::vector<float> x(n * H);
+    int64_t r = 0;
+    for (const SequenceStep& s : sequences) {
+      for (int32_t id : s.tokens) RETURN_IF_ERROR(cpu::GetRow(weights_.token_embd, id, x.data() + (r++) * H));
+    }
+    RETURN_IF_ERROR(upload(s_.x, x.data(), x.size() * sizeof(float)));
+  } else {
+    RETURN_IF_ERROR(upload(s_.x, hidden_in.data(), hidden_in.size() * sizeof(float)));
+  }
+
+  // The rows whose logits are wanted (the last stage only), in the order they are returned.
+  std::vector<int32_t> wanted;
+  for (size_t i = 0; i < rows.size() && is_last(); ++i) {
+    int64_t begin = rows[i].begin, count = rows[i].count;
+    if (sequences[i].logits == LogitsWanted::kNone) continue;
+    if (sequences[i].logits == LogitsWanted::kLast) begin += count - 1, count = 1;
+    for (int64_t t = begin; t < begin + count; ++t) wanted.push_back(static_cast<int32_t>(t));
+  }
+  if (!wanted.empty()) RETURN_IF_ERROR(upload(s_.gather, wanted.data(), wanted.size() * 4));
+  const int64_t n_wanted = static_cast<int64_t>(wanted.size());
+
+  // A decode step (one token per sequence) replays a CUDA graph captured for its shape: the
+  // layers and the head are hundreds of small launches whose CPU cost would otherwise dominate.
+  const bool decode = groups.size() == 1 && groups[0].n_tokens == 1;
+  use_gemm_ = gemm_ok_ && !decode;
+  if (decode && n <= kHeadRows && profile_ == nullptr) {
+    RETURN_IF_ERROR(Replay(GraphKey{n, max_position_, n_wanted}, [&] { return Compute(n, groups, n_wanted); }));
+  } else {
+    RETURN_IF_ERROR(Compute(n, groups, std::min(n_wanted, kHeadRows)));
+  }
+  for (const Rows& r : rows) cache_->Advance(r.slot, r.count);
+
+  if (!is_last()) {
+    hidden_out->resize(n * H);
+    RETURN_IF_ERROR(Check(api_.copy_to_host_async(hidden_out->data(), s_.x, n * H * sizeof(float), stream_), "hidden copy"));
+    return Check(api_.stream_synchronize(stream_), "step");
+  }
+  logits->resize(n_wanted * n_vocab_);
+  for (int64_t c = 0; c < n_wanted; c += kHeadRows) {
+    const int64_t m = std::min(kHeadRows, n_wanted - c);
+    if (c > 0) RETURN_IF_ERROR(Head(c, m));  // rows past the first block (long kAll prefills)
+    RETURN_IF_ERROR(Check(api_.copy_to_host_async(logits->data() + c * n_vocab_, s_.logits, m * n_vocab_ * sizeof(float),
+                                                  stream_), "logits copy"));
+  }
+  return Check(api_.stream_synchronize(stream_), "step");
+}
+
+absl::Status CudaStageEngine::Compute(int64_t n, const std::vector<Group>& groups, int64_t head_rows) {
+  const int64_t H = hp_.n_embd;
+  for (const Layer& l : layers_) {
+    RETURN_IF_ERROR(Check(api_.rms_norm(s_.x, l.attn_norm, H, n, hp_.rms_eps, s_.a, stream_), "rms_norm"));
+    if (l.kind == LayerKind::kFullAttention) {
+      RETURN_IF_ERROR(FullAttention(l, n));
+    } else {
+      RETURN_IF_ERROR(DeltaNet(l, groups, n));
+    }
+    RETURN_IF_ERROR(Check(api_.add_rows(s_.x, s_.m, nullptr, H, n, stream_), "add_rows"));
+    RETURN_IF_ERROR(Check(api_.rms_norm(s_.x, l.post_norm, H, n, hp_.rms_eps, s_.a, stream_), "rms_norm"));
+    RETURN_IF_ERROR(Moe(l, n));
+  }
+  return head_rows > 0 ? Head(0, head_rows) : absl::OkStatus();
+}
+
+absl::Status CudaStageEngine::Head(int64_t first, int64_t count) {
+  // Only the wanted rows (s_.gather[first, first + count)) go through the final norm and the head.
+  const int64_t H = hp_.n_embd;
+  RETURN_IF_ERROR(Check(api_.gather_rows(s_.x, s_.gather + first, count, H, s_.head_in, stream_), "gather_rows"));
+  RETURN_IF_ERROR(Check(api_.rms_norm(s_.head_in, output_norm_, H, count, hp_.rms_eps, s_.head_in, stream_), "rms_norm"));
+  return Gemv(output_, s_.head_in, count, s_.logits, "gemv head");
+}
+
+absl::Status CudaStageEngine::Replay(const GraphKey& key, const std::function<absl::Status()>& launches) {
+  Graph& g = graphs_[key];
+  if (g.exec == nullptr && g.eager_runs++ == 0) {
+    return launches();  // the first time eagerly: one-time set-up (e.g. lookup tables) stays out of the graph
+  }
+  if (g.exec == nullptr) {
+    RETURN_IF_ERROR(Check(api_.graph_capture_begin(stream_), "graph capture"));
+    const absl::Status s = launches();
+    const int rc = api_.graph_capture_end(stream_, &g.exec);  // ends the capture even after a failure
+    RETURN_IF_ERROR(s);
+    RETURN_IF_ERROR(Check(rc, "graph capture"));
+  }
+  return Check(api_.graph_launch(g.exec, stream_), "graph launch");
+}
+
+void CudaStageEngine::DropGraphs() {
+  for (auto& [key, g] : graphs_) {
+    if (g.exec != nullptr) (void)api_.graph_destroy(g.exec);
+  }
+  graphs_.clear();
+}
+
+absl::Status CudaStageEngine::Gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y,
+                                   std::string_view what) {
+  // gemm for a prefill's layer matrices; the head (its rows are few) and, with F16 GEMMs, F32
+  // matrices (the router, whose choices F16 rounding could flip) stay on the exact GEMV path.
+  if (use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_ &&
+      (w.type != TypeId(GgmlType::kF32) || gemm_precision_ == MOED_CUDA_GEMM_F32)) {
+    MoedCudaGemmArgs g{};
+    g.ggml_type = w.type;
+    g.w = w.data;
+    g.row_bytes = w.row_bytes;
+    g.n_in = w.n_in;
+    g.n_out = w.n_out;
+    g.n_tokens = n_tokens;
+    g.x = x;
+    g.y = y;
+    g.scratch = s_.gemm_scratch;
+    g.scratch_bytes = s_.gemm_scratch_bytes;
+    g.precision = gemm_precision_;
+    return Check(api_.gemm(&g, stream_), what);
+  }
+  for (int64_t t = 0; t < n_tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
+    MoedCudaGemvArgs a{};
+    a.ggml_type = w.type;
+    a.w = w.data;
+    a.row_bytes = w.row_bytes;
+    a.n_in = w.n_in;
+    a.n_out = w.n_out;
+    a.x = x + t * w.n_in;
+    a.y = y + t * w.n_out;
+    a.n_tokens = static_cast<int32_t>(std::min<int64_t>(MOED_CUDA_MAX_GEMV_TOKENS, n_tokens - t));
+    a.n_matrices = 1;
+    RETURN_IF_ERROR(Check(api_.gemv(&a, stream_), what));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moed::engine
