@@ -37,10 +37,6 @@ class CudaStageEngine final : public StageEngine {
   absl::StatusOr<SlotSnapshot> Snapshot(int slot) const override;
   absl::Status Restore(int slot, const SlotSnapshot& snapshot) override;
 
-  // Device bytes held by the weights and by the state (KV pools, recurrent states).
-  uint64_t weight_bytes() const { return weight_bytes_; }
-  uint64_t state_bytes() const { return state_bytes_; }
-
  private:
   struct Matrix {
     uint32_t type = 0;

@@ -40,12 +40,6 @@ absl::StatusOr<int> StateCache::FindFreeSlot() const {
   return absl::ResourceExhaustedError(absl::StrCat("all ", slots_.size(), " sequence slots are in use"));
 }
 
-absl::StatusOr<int> StateCache::AllocateSlot() {
-  ASSIGN_OR_RETURN(int slot, FindFreeSlot());
-  RETURN_IF_ERROR(AcquireSlot(slot));
-  return slot;
-}
-
 absl::Status StateCache::AcquireSlot(int slot) {
   if (slot < 0 || slot >= static_cast<int>(slots_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is out of range [0, ", slots_.size(), ")"));

@@ -40,8 +40,6 @@ class StateCache {
   // `kinds` lists the stage's layers in order.
   StateCache(const Qwen35MoeHparams& hp, std::vector<LayerKind> kinds, const StateCacheOptions& options);
 
-  // Errors: ResourceExhausted when every slot is in use.
-  absl::StatusOr<int> AllocateSlot();
   // The lowest free slot, without taking it. Errors: ResourceExhausted when every slot is in use.
   absl::StatusOr<int> FindFreeSlot() const;
   // Takes a specific free slot (the router chooses slot ids). Errors: InvalidArgument for a slot
