@@ -139,8 +139,7 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
   const std::vector<float> q_all = Download<float>(dq, q_ref.size()), gate_all = Download<float>(dgate, gate_ref.size());
   const std::vector<float> k_dev = Download<float>(dk_cache, k_cache.size()), v_dev = Download<float>(dv_cache, v_cache.size());
   std::vector<float> q_step, gate_step;
-  for (int64_t t = 0, b = 0; t < n; ++t) {
-    (void)b;
+  for (int64_t t = 0; t < n; ++t) {
     if (positions[t] >= s.lengths[slots[t]] - s.new_tokens[slots[t]]) {
       q_step.insert(q_step.end(), q_all.begin() + t * nh * hd, q_all.begin() + (t + 1) * nh * hd);
       gate_step.insert(gate_step.end(), gate_all.begin() + t * nh * hd, gate_all.begin() + (t + 1) * nh * hd);

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/quants.cuh"
@@ -135,8 +136,11 @@ int Dequantize(uint32_t type, const void* w, uint64_t row_bytes, int64_t n_in, i
   const unsigned grid = static_cast<unsigned>((n_rows * n_units + kThreads - 1) / kThreads);
   const auto s = static_cast<cudaStream_t>(stream);
   const auto* wb = static_cast<const uint8_t*>(w);
-  auto launch = [&](auto q) {
+  return WithBlockType("dequantize_f16", type, [&](auto q) {
     using Q = decltype(q);
+    if constexpr (std::is_same_v<Q, BlockIq3Xxs>) {
+      if (const int err = EnsureIq3XxsGrid()) return err;
+    }
     if (row_bytes != static_cast<uint64_t>(n_in / Q::kWeights * Q::kBytes) || n_in % Q::kWeights != 0 ||
         reinterpret_cast<uintptr_t>(w) % Q::kAlign != 0 || row_bytes % Q::kAlign != 0) {
       return Fail(MOED_CUDA_EINVAL, "dequantize_f16: row_bytes or alignment do not fit the type");
@@ -147,26 +151,7 @@ int Dequantize(uint32_t type, const void* w, uint64_t row_bytes, int64_t n_in, i
       DequantizeKernel<Q, float><<<grid, kThreads, 0, s>>>(wb, row_bytes, n_units, n_rows, static_cast<float*>(out));
     }
     return FailCuda(cudaGetLastError(), "dequantize launch");
-  };
-  switch (type) {
-    case kF32: return launch(BlockF32{});
-    case kF16: return launch(BlockF16{});
-    case kBf16: return launch(BlockBf16{});
-    case kQ8_0: return launch(BlockQ8_0{});
-    case kQ3_K: return launch(BlockQ3_K{});
-    case kQ4_K: return launch(BlockQ4_K{});
-    case kQ5_K: return launch(BlockQ5_K{});
-    case kQ6_K: return launch(BlockQ6_K{});
-    case kIq4Xs: return launch(BlockIq4Xs{});
-    case kMxfp4: return launch(BlockMxfp4{});
-    case kNvfp4: return launch(BlockNvfp4{});
-    case kIq3A770: return launch(BlockIq3A770{});
-    case kIq3Xxs:
-      if (const int err = EnsureIq3XxsGrid()) return err;
-      return launch(BlockIq3Xxs{});
-    default:
-      return Fail(MOED_CUDA_EINVAL, "dequantize_f16: ggml type " + std::to_string(type) + " is not supported");
-  }
+  });
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/quants.cuh"
@@ -232,26 +233,13 @@ int GemvLaunch(const MoedCudaGemvArgs& a, void* stream) {
                        reinterpret_cast<uintptr_t>(a.w) % 16 == 0 && a.row_bytes % 16 == 0 &&
                        a.w_matrix_stride_bytes % 16 == 0;
   if (IsPlainType(a.ggml_type) && (a.n_in % 32 != 0 || !aligned)) return LaunchPlain(a, stream);
-  switch (a.ggml_type) {
-    case kF32: return Launch<BlockF32>(a, stream);
-    case kF16: return Launch<BlockF16>(a, stream);
-    case kBf16: return Launch<BlockBf16>(a, stream);
-    case kQ8_0: return Launch<BlockQ8_0>(a, stream);
-    case kQ3_K: return Launch<BlockQ3_K>(a, stream);
-    case kQ4_K: return Launch<BlockQ4_K>(a, stream);
-    case kQ5_K: return Launch<BlockQ5_K>(a, stream);
-    case kQ6_K: return Launch<BlockQ6_K>(a, stream);
-    case kIq4Xs: return Launch<BlockIq4Xs>(a, stream);
-    case kMxfp4: return Launch<BlockMxfp4>(a, stream);
-    case kNvfp4: return Launch<BlockNvfp4>(a, stream);
-    case kIq3A770: return Launch<BlockIq3A770>(a, stream);
-    case kIq3Xxs:
+  return WithBlockType("gemv", a.ggml_type, [&](auto q) {
+    using Q = decltype(q);
+    if constexpr (std::is_same_v<Q, BlockIq3Xxs>) {
       if (const int err = EnsureIq3XxsGrid()) return err;
-      return Launch<BlockIq3Xxs>(a, stream);
-    default:
-      return Fail(MOED_CUDA_EINVAL,
-                  "gemv: ggml type " + std::to_string(a.ggml_type) + " is not supported");
-  }
+    }
+    return Launch<Q>(a, stream);
+  });
 }
 
 }  // namespace moed::cuda

@@ -273,28 +273,6 @@ int LaunchDown(MoeParams p, const MoedCudaMoeArgs& a, cudaStream_t stream) {
   return FailCuda(cudaGetLastError(), "moe down launch");
 }
 
-// Calls f(Q{}) for the decoder of `type`; 1 (not an error code) for an unsupported type.
-template <class F>
-int WithType(uint32_t type, F&& f) {
-  switch (type) {
-    case kF32: return f(BlockF32{});
-    case kF16: return f(BlockF16{});
-    case kBf16: return f(BlockBf16{});
-    case kQ8_0: return f(BlockQ8_0{});
-    case kQ3_K: return f(BlockQ3_K{});
-    case kQ4_K: return f(BlockQ4_K{});
-    case kQ5_K: return f(BlockQ5_K{});
-    case kQ6_K: return f(BlockQ6_K{});
-    case kIq4Xs: return f(BlockIq4Xs{});
-    case kMxfp4: return f(BlockMxfp4{});
-    case kNvfp4: return f(BlockNvfp4{});
-    case kIq3A770: return f(BlockIq3A770{});
-    case kIq3Xxs: return f(BlockIq3Xxs{});
-    default: return Fail(MOED_CUDA_EINVAL,
-                         "moe_decode: ggml type " + std::to_string(type) + " is not supported");
-  }
-}
-
 }  // namespace
 
 bool MoeSupportsType(uint32_t ggml_type) { return GemvSupportsType(ggml_type); }
@@ -337,18 +315,18 @@ int MoeDecodeLaunch(const MoedCudaMoeArgs& a, void* stream) {
   }
   // Both launches' arguments are checked before either is enqueued.
   MoeParams probe = p;
-  if (const int err = WithType(a.down_type, [&](auto q) {
+  if (const int err = WithBlockType("moe_decode", a.down_type, [&](auto q) {
         using Q = decltype(q);
         return CheckWeights<Q>("down", a.down_w, a.n_ff, a.n_embd, &probe.d_row_bytes,
                                &probe.d_matrix_bytes);
       })) {
     return err;
   }
-  if (const int err = WithType(a.gate_up_type,
+  if (const int err = WithBlockType("moe_decode", a.gate_up_type,
                                [&](auto q) { return LaunchGateUp<decltype(q)>(p, a, s); })) {
     return err;
   }
-  return WithType(a.down_type, [&](auto q) { return LaunchDown<decltype(q)>(p, a, s); });
+  return WithBlockType("moe_decode", a.down_type, [&](auto q) { return LaunchDown<decltype(q)>(p, a, s); });
 }
 
 }  // namespace moed::cuda

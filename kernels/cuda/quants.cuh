@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "kernels/cuda/ops.h"
 #include "kernels/quants/iq_grids.h"
@@ -401,6 +402,29 @@ __host__ __device__ inline bool IsPlainType(uint32_t type) {
   return type == kF32 || type == kF16 || type == kBf16;
 }
 __host__ __device__ inline int64_t PlainBytes(uint32_t type) { return type == kF32 ? 4 : 2; }
+
+// The one switch from a type id to its decoder: returns f(Q{}) for the block type of `type`, or a
+// MOED_CUDA_EINVAL failure naming `what` for a type without a decoder here.
+template <class F>
+int WithBlockType(const char* what, uint32_t type, F&& f) {
+  switch (type) {
+    case kF32: return f(BlockF32{});
+    case kF16: return f(BlockF16{});
+    case kBf16: return f(BlockBf16{});
+    case kQ8_0: return f(BlockQ8_0{});
+    case kQ3_K: return f(BlockQ3_K{});
+    case kQ4_K: return f(BlockQ4_K{});
+    case kQ5_K: return f(BlockQ5_K{});
+    case kQ6_K: return f(BlockQ6_K{});
+    case kIq4Xs: return f(BlockIq4Xs{});
+    case kMxfp4: return f(BlockMxfp4{});
+    case kNvfp4: return f(BlockNvfp4{});
+    case kIq3A770: return f(BlockIq3A770{});
+    case kIq3Xxs: return f(BlockIq3Xxs{});
+    default:
+      return Fail(MOED_CUDA_EINVAL, std::string(what) + ": ggml type " + std::to_string(type) + " is not supported");
+  }
+}
 
 }  // namespace moed::cuda
 

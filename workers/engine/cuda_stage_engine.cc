@@ -499,7 +499,7 @@ absl::Status CudaStageEngine::Head(int64_t first, int64_t count) {
   const int64_t H = hp_.n_embd;
   RETURN_IF_ERROR(Check(api_.gather_rows(s_.x, s_.gather + first, count, H, s_.head_in, stream_), "gather_rows"));
   RETURN_IF_ERROR(Check(api_.rms_norm(s_.head_in, output_norm_, H, count, hp_.rms_eps, s_.head_in, stream_), "rms_norm"));
-  return Gemv(output_, s_.head_in, count, s_.logits, "gemv head");
+  return MatMul(output_, s_.head_in, count, s_.logits, "gemv head");
 }
 
 absl::Status CudaStageEngine::Replay(const GraphKey& key, const std::function<absl::Status()>& launches) {
@@ -524,8 +524,17 @@ void CudaStageEngine::DropGraphs() {
   graphs_.clear();
 }
 
-absl::Status CudaStageEngine::Gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y,
-                                   std::string_view what) {
+absl::Status CudaStageEngine::Gemm(MoedCudaGemmArgs g, int64_t n_in, int64_t n_out, int64_t n_tokens, const float* x,
+                                   float* y, std::string_view what) {
+  g.n_in = n_in, g.n_out = n_out, g.n_tokens = n_tokens;
+  g.x = x, g.y = y;
+  g.scratch = s_.gemm_scratch, g.scratch_bytes = s_.gemm_scratch_bytes;
+  g.precision = gemm_precision_;
+  return Check(api_.gemm(&g, stream_), what);
+}
+
+absl::Status CudaStageEngine::MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y,
+                                     std::string_view what) {
   // gemm for a prefill's layer matrices; the head (its rows are few) and, with F16 GEMMs, F32
   // matrices (the router, whose choices F16 rounding could flip) stay on the exact GEMV path.
   if (use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_ &&
@@ -534,15 +543,7 @@ absl::Status CudaStageEngine::Gemv(const Matrix& w, const float* x, int64_t n_to
     g.ggml_type = w.type;
     g.w = w.data;
     g.row_bytes = w.row_bytes;
-    g.n_in = w.n_in;
-    g.n_out = w.n_out;
-    g.n_tokens = n_tokens;
-    g.x = x;
-    g.y = y;
-    g.scratch = s_.gemm_scratch;
-    g.scratch_bytes = s_.gemm_scratch_bytes;
-    g.precision = gemm_precision_;
-    return Check(api_.gemm(&g, stream_), what);
+    return Gemm(g, w.n_in, w.n_out, n_tokens, x, y, what);
   }
   for (int64_t t = 0; t < n_tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
     MoedCudaGemvArgs a{};

@@ -95,7 +95,11 @@ class CudaStageEngine final : public StageEngine {
   // `what`, the stream synchronised at each call: a per-op profile printed when the engine ends.
   absl::Status Check(int rc, std::string_view what) const;
 
-  absl::Status Gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::string_view what);
+  // y = W x for n_tokens rows: gemm on prefill steps where it applies, else the GEMV in chunks.
+  absl::Status MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::string_view what);
+  // api_.gemm with the given weights (`g`'s w or w_f16 fields) and the engine's scratch and precision.
+  absl::Status Gemm(MoedCudaGemmArgs g, int64_t n_in, int64_t n_out, int64_t n_tokens, const float* x, float* y,
+                    std::string_view what);
   absl::Status FullAttention(const Layer& l, int64_t n);
   absl::Status DeltaNet(const Layer& l, const std::vector<Group>& groups, int64_t n);
   absl::Status Moe(const Layer& l, int64_t n);

@@ -14,9 +14,9 @@
 namespace moed::engine {
 
 absl::Status CudaStageEngine::FullAttention(const Layer& l, int64_t n) {
-  RETURN_IF_ERROR(Gemv(l.wq, s_.a, n, s_.qg, "gemv attn qkv"));
-  RETURN_IF_ERROR(Gemv(l.wk, s_.a, n, s_.k, "gemv attn qkv"));
-  RETURN_IF_ERROR(Gemv(l.wv, s_.a, n, s_.v, "gemv attn qkv"));
+  RETURN_IF_ERROR(MatMul(l.wq, s_.a, n, s_.qg, "gemv attn qkv"));
+  RETURN_IF_ERROR(MatMul(l.wk, s_.a, n, s_.k, "gemv attn qkv"));
+  RETURN_IF_ERROR(MatMul(l.wv, s_.a, n, s_.v, "gemv attn qkv"));
   MoedCudaAttentionPrepArgs p{};
   p.n_heads = hp_.n_head;
   p.n_kv_heads = hp_.n_head_kv;
@@ -48,16 +48,16 @@ absl::Status CudaStageEngine::FullAttention(const Layer& l, int64_t n) {
   a.partials = s_.attn_partials, a.partials_floats = s_.attn_partials_floats;
   a.out = s_.o;
   RETURN_IF_ERROR(Check(api_.attention(&a, stream_), "attention"));
-  return Gemv(l.wo, s_.o, n, s_.m, "gemv attn out");
+  return MatMul(l.wo, s_.o, n, s_.m, "gemv attn out");
 }
 
 absl::Status CudaStageEngine::DeltaNet(const Layer& l, const std::vector<Group>& groups, int64_t n) {
   const int64_t conv_dim = hp_.ssm_conv_dim(), inner = hp_.ssm_d_inner, key_dim = hp_.ssm_key_dim();
   const int64_t hv = hp_.ssm_dt_rank, dv = hp_.ssm_head_v_dim();
-  RETURN_IF_ERROR(Gemv(l.w_mix, s_.a, n, s_.mix, "gemv dnet in"));
-  RETURN_IF_ERROR(Gemv(l.w_z, s_.a, n, s_.z, "gemv dnet in"));
-  RETURN_IF_ERROR(Gemv(l.w_beta, s_.a, n, s_.beta_in, "gemv dnet in"));
-  RETURN_IF_ERROR(Gemv(l.w_alpha, s_.a, n, s_.alpha, "gemv dnet in"));
+  RETURN_IF_ERROR(MatMul(l.w_mix, s_.a, n, s_.mix, "gemv dnet in"));
+  RETURN_IF_ERROR(MatMul(l.w_z, s_.a, n, s_.z, "gemv dnet in"));
+  RETURN_IF_ERROR(MatMul(l.w_beta, s_.a, n, s_.beta_in, "gemv dnet in"));
+  RETURN_IF_ERROR(MatMul(l.w_alpha, s_.a, n, s_.alpha, "gemv dnet in"));
   // The conv window and the delta-rule state run per sequence: one launch per group of sequences
   // with the same token count (a decode batch is one group).
   for (const Group& g : groups) {
@@ -106,22 +106,22 @@ absl::Status CudaStageEngine::DeltaNet(const Layer& l, const std::vector<Group>&
   // Gated RMSNorm per value head: rmsnorm(o_j) * ssm_norm * silu(z_j).
   RETURN_IF_ERROR(Check(api_.rms_norm_gated(s_.delta_out, l.ssm_norm, s_.z, dv, n * hv, hp_.rms_eps, s_.y, stream_),
                         "rms_norm_gated"));
-  return Gemv(l.w_out, s_.y, n, s_.m, "gemv dnet out");
+  return MatMul(l.w_out, s_.y, n, s_.m, "gemv dnet out");
 }
 
 absl::Status CudaStageEngine::Moe(const Layer& l, int64_t n) {
   const int64_t H = hp_.n_embd, K = hp_.n_expert_used;
   if (l.has_shared_expert) {
     const int64_t Fs = hp_.n_ff_shexp;
-    RETURN_IF_ERROR(Gemv(l.shared_gate, s_.a, n, s_.sh_g, "gemv shared"));
-    RETURN_IF_ERROR(Gemv(l.shared_up, s_.a, n, s_.sh_u, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_gate, s_.a, n, s_.sh_g, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_up, s_.a, n, s_.sh_u, "gemv shared"));
     RETURN_IF_ERROR(Check(api_.silu_mul(s_.sh_g, s_.sh_u, n * Fs, s_.sh_g, stream_), "silu_mul"));
-    RETURN_IF_ERROR(Gemv(l.shared_down, s_.sh_g, n, s_.sh_d, "gemv shared"));
-    RETURN_IF_ERROR(Gemv(l.shared_gate_inp, s_.a, n, s_.sh_logit, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_down, s_.sh_g, n, s_.sh_d, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_gate_inp, s_.a, n, s_.sh_logit, "gemv shared"));
     RETURN_IF_ERROR(Check(api_.add_rows(s_.x, s_.sh_d, s_.sh_logit, H, n, stream_), "add_rows"));
   }
   if (use_gemm_ && experts_f16_ != nullptr && n >= kGemmMinTokens) return MoeGemm(l, n);
-  RETURN_IF_ERROR(Gemv(l.router, s_.a, n, s_.router, "gemv router"));
+  RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));
   RETURN_IF_ERROR(Check(api_.route_topk(s_.router, n, hp_.n_expert, static_cast<int32_t>(K), s_.ids, s_.weights,
                                         stream_), "route_topk"));
   for (int64_t t = 0; t < n; t += MOED_CUDA_MAX_MOE_TOKENS) {
@@ -157,7 +157,7 @@ absl::Status CudaStageEngine::MoeGemm(const Layer& l, int64_t n) {
                         "dequantize experts"));
   RETURN_IF_ERROR(Check(api_.dequantize_f16(l.down.type, l.down.data, RowBytes(down_type, F), F, E * H, down16, stream_),
                         "dequantize experts"));
-  RETURN_IF_ERROR(Gemv(l.router, s_.a, n, s_.router, "gemv router"));
+  RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));
   RETURN_IF_ERROR(Check(api_.route_topk(s_.router, n, E, static_cast<int32_t>(K), s_.ids, s_.weights, stream_),
                         "route_topk"));
   std::vector<int32_t> ids(n * K);
@@ -167,10 +167,7 @@ absl::Status CudaStageEngine::MoeGemm(const Layer& l, int64_t n) {
   auto gemm = [&](const uint8_t* w16, int64_t n_in, int64_t n_out, const float* x, float* y, int64_t rows) {
     MoedCudaGemmArgs g{};
     g.w_f16 = w16;
-    g.n_in = n_in, g.n_out = n_out, g.n_tokens = rows;
-    g.x = x, g.y = y;
-    g.scratch = s_.gemm_scratch, g.scratch_bytes = s_.gemm_scratch_bytes;
-    return Check(api_.gemm(&g, stream_), "gemm experts");
+    return Gemm(g, n_in, n_out, rows, x, y, "gemm experts");
   };
   for (int64_t t0 = 0; t0 < n; t0 += kMoeGemmTokens) {
     const int64_t m = std::min(kMoeGemmTokens, n - t0);
