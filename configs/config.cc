@@ -91,6 +91,15 @@ std::string_view ReasoningFormatName(ReasoningFormat format) {
   return "?";
 }
 
+std::string_view ActivationLinkName(ActivationLink link) {
+  switch (link) {
+    case ActivationLink::kAuto: return "auto";
+    case ActivationLink::kSocket: return "socket";
+    case ActivationLink::kNccl: return "nccl";
+  }
+  return "?";
+}
+
 std::string_view BackendName(Backend backend) {
   switch (backend) {
     case Backend::kCpu: return "cpu";

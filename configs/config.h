@@ -85,11 +85,16 @@ struct DeviceOptions {
   bool operator==(const DeviceOptions&) const = default;
 };
 
+// How activations go from a GPU stage to the next: kAuto is NCCL when every stage is a CUDA GPU
+// (the rows stay on the GPUs), else Unix sockets through host memory.
+enum class ActivationLink { kAuto, kSocket, kNccl };
+
 // The moed-worker processes (one per stage) and their supervision.
 struct WorkerOptions {
   std::string binary;     // moed-worker executable; empty: next to the moed binary
   int cpu_stages = 1;     // pipeline stages when running on the CPU backend
   int threads = 0;        // compute threads per worker; 0: the cores divided among the stages
+  ActivationLink activation_link = ActivationLink::kAuto;
   absl::Duration health_check_interval = absl::Seconds(2);
   absl::Duration health_check_timeout = absl::Seconds(5);
   // After a crash a worker is restarted after `initial`, doubling per consecutive crash up to `max`.
@@ -107,6 +112,9 @@ struct SchedulerOptions {
   int queue_full_status = 503;    // 429 or 503, with Retry-After
   absl::Duration drain_timeout = absl::Seconds(30);  // SIGTERM: in-flight requests get this long
   absl::Duration retry_after = absl::Seconds(5);     // Retry-After on 503/429, whole seconds
+  // With several pipeline stages, keep one step per stage in flight, each over its share of the
+  // running sequences, so that the stages compute at once; false: one step at a time.
+  bool pipeline = true;
   bool operator==(const SchedulerOptions&) const = default;
 };
 
@@ -185,6 +193,7 @@ absl::StatusOr<std::string> ResolveAdminToken(const AdminOptions& admin);
 std::string_view ReasoningFormatName(ReasoningFormat format);
 std::string_view BackendName(Backend backend);
 std::string_view LogLevelName(LogLevel level);
+std::string_view ActivationLinkName(ActivationLink link);
 
 }  // namespace moed::config
 

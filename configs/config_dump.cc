@@ -121,6 +121,7 @@ void WriteWorkers(const WorkerOptions& o, Writer& w) {
   w.QuotedStr("binary", o.binary);
   w.Int("cpu_stages", o.cpu_stages);
   w.Int("threads", o.threads);
+  w.Str("activation_link", ActivationLinkName(o.activation_link));
   w.Duration("health_check_interval", o.health_check_interval);
   w.Duration("health_check_timeout", o.health_check_timeout);
   w.Duration("restart_backoff_initial", o.restart_backoff_initial);
@@ -137,6 +138,7 @@ void WriteScheduler(const SchedulerOptions& s, Writer& w) {
   w.Int("queue_full_status", s.queue_full_status);
   w.Duration("drain_timeout", s.drain_timeout);
   w.Duration("retry_after", s.retry_after);
+  w.Bool("pipeline", s.pipeline);
   w.End();
 }
 

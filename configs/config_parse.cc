@@ -297,6 +297,12 @@ absl::Status ReadReasoningFormat(const Value& v, ReasoningFormat* out) {
   return ReadEnum(v, *names, out);
 }
 
+absl::Status ReadActivationLink(const Value& v, ActivationLink* out) {
+  static const auto* names = new std::vector<std::pair<std::string_view, ActivationLink>>{
+      {"auto", ActivationLink::kAuto}, {"socket", ActivationLink::kSocket}, {"nccl", ActivationLink::kNccl}};
+  return ReadEnum(v, *names, out);
+}
+
 absl::Status ReadLogLevel(const Value& v, LogLevel* out) {
   static const auto* names = new std::vector<std::pair<std::string_view, LogLevel>>{
       {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warning", LogLevel::kWarning},
@@ -405,6 +411,7 @@ absl::Status ReadWorkers(const Value& v, WorkerOptions* w) {
   RETURN_IF_ERROR(r.Read("binary", &w->binary, ReadString));
   RETURN_IF_ERROR(r.Read("cpu_stages", &w->cpu_stages, ReadInt));
   RETURN_IF_ERROR(r.Read("threads", &w->threads, ReadInt));
+  RETURN_IF_ERROR(r.Read("activation_link", &w->activation_link, ReadActivationLink));
   RETURN_IF_ERROR(r.Read("health_check_interval", &w->health_check_interval, ReadDuration));
   RETURN_IF_ERROR(r.Read("health_check_timeout", &w->health_check_timeout, ReadDuration));
   RETURN_IF_ERROR(r.Read("restart_backoff_initial", &w->restart_backoff_initial, ReadDuration));
@@ -422,6 +429,7 @@ absl::Status ReadScheduler(const Value& v, SchedulerOptions* s) {
   RETURN_IF_ERROR(r.Read("queue_full_status", &s->queue_full_status, ReadInt));
   RETURN_IF_ERROR(r.Read("drain_timeout", &s->drain_timeout, ReadDuration));
   RETURN_IF_ERROR(r.Read("retry_after", &s->retry_after, ReadDuration));
+  RETURN_IF_ERROR(r.Read("pipeline", &s->pipeline, ReadBool));
   return r.Finish();
 }
 

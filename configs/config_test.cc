@@ -77,6 +77,7 @@ Config EverythingSet(const std::filesystem::path& dir) {
   c.devices.reserve = 0;
   c.workers.cpu_stages = 3;
   c.workers.threads = 7;
+  c.workers.activation_link = ActivationLink::kSocket;
   c.workers.health_check_interval = absl::Seconds(90);
   c.workers.health_check_timeout = absl::Milliseconds(250);
   c.workers.restart_backoff_initial = absl::Milliseconds(20);
@@ -88,6 +89,7 @@ Config EverythingSet(const std::filesystem::path& dir) {
   c.scheduler.queue_full_status = 429;
   c.scheduler.drain_timeout = absl::ZeroDuration();
   c.scheduler.retry_after = absl::Seconds(61);
+  c.scheduler.pipeline = false;
   c.cache.kv_block_size = 7;
   c.cache.kv_memory_fraction = 0.1;
   c.cache.prefix_cache = false;
@@ -268,6 +270,7 @@ TEST(ConfigErrorTest, OutOfRangeValuesNameTheKeyAndLine) {
   EXPECT_EQ(ValidateError(c), "scheduler.max_batch_tokens: must be positive, got 0");
   EXPECT_THAT(ParseError("workers:\n  cpu_stages: 65\n"),
               HasSubstr("workers.cpu_stages: must be at most 64, got 65"));
+  EXPECT_THAT(ParseError("workers:\n  activation_link: rdma\n"), HasSubstr("workers.activation_link"));
   EXPECT_THAT(ParseError("cache:\n  kv_memory_fraction: 1.5\n"),
               HasSubstr("cache.kv_memory_fraction: must be in (0, 1], got 1.5"));
   EXPECT_THAT(ParseError("scheduler:\n  queue_full_status: 500\n"),

@@ -169,6 +169,13 @@ WorkerPoolOptions Daemon::Impl::PoolOptions(const config::Config& c, const plann
   if (plan.mode == planner::PlanMode::kBudget) o.variants.budget_mb = plan.budget_mb;
   int64_t kv_blocks = 1;
   o.backend = plan.backend == DeviceBackend::kCuda ? "cuda" : "cpu";
+  const config::ActivationLink link = c.workers.activation_link;
+  if (plan.backend == DeviceBackend::kCuda && plan.stages.size() > 1 && link != config::ActivationLink::kSocket) {
+    o.activation_link = "nccl";
+  } else if (link == config::ActivationLink::kNccl && plan.stages.size() > 1) {
+    MOED_LOG(WARNING) << "workers.activation_link is nccl, but the plan's stages are not CUDA GPUs: "
+                         "activations go over Unix sockets";
+  }
   for (const planner::PlanStage& s : plan.stages) {
     o.stages.emplace_back(s.first_layer, s.last_layer);
     o.stage_devices.push_back(s.device_index);
@@ -200,6 +207,7 @@ SchedulerOptions Daemon::Impl::SchedulerOpts(const config::Config& c, const plan
   o.prefill_chunk = c.scheduler.prefill_chunk;
   o.queue_capacity = std::max(1, c.scheduler.queue_capacity);
   o.prefix_cache_entries = c.cache.prefix_cache ? c.cache.prefix_cache_snapshots : 0;
+  o.pipeline = c.scheduler.pipeline;
   return o;
 }
 

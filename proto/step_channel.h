@@ -40,6 +40,9 @@ class StepSocket {
   absl::Status Read(google::protobuf::MessageLite* message, absl::Time deadline,
                     int interrupt_fd = -1);
   int fd() const { return fd_; }
+  // True when bytes of a next message were already read from the socket (a peer that sends
+  // several messages at once): poll(2) on fd() does not report them, Read returns them.
+  bool has_buffered() const { return rx_.size() > 0; }
   // See ReceiveBuffer::set_spin.
   void set_spin(absl::Duration spin) { rx_.set_spin(spin); }
 

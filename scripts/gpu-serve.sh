@@ -2,9 +2,12 @@
 # On the GPU machine, from an unpacked bundle (scripts/gpu-bundle.sh --serve): synthesises the
 # 35B-A3B benchmark file (Q4_K experts, Q8_0 rest, the qwen35 vocabulary), serves it with moed on
 # the CUDA backend, and sweeps it over HTTP with moed-bench (1, 16, 64 concurrent clients). Writes
-# the logs and the sweep table under $OUT.
+# the logs and the sweep table under $OUT. GPUS (default "cuda:0") lists the devices: one stage per
+# GPU, e.g. GPUS=cuda:0,cuda:1 for a two-stage pipeline over NCCL; TAG names the output files.
 set -u
 export LD_LIBRARY_PATH=$PWD/bundle
+GPUS=${GPUS:-cuda:0}
+TAG=${TAG:-$(echo "$GPUS" | tr -cd '0-9')}
 M=/tmp/35b-vocab.gguf
 [ -f $M ] || bundle/moed-model synth $M --preset 35b-a3b --experts q4_k --rest q8_0 \
   --vocab tests/data/text/vocab/ggml-vocab-qwen35.gguf --chat-template tests/data/text/templates/qwen3.5-chat-template.jinja > /dev/null
@@ -18,6 +21,7 @@ model:
   name: moed-35b
 devices:
   backends: [cuda]
+  ids: [$GPUS]
 scheduler:
   max_running: 64
   max_batch_tokens: 8192
@@ -28,15 +32,16 @@ cache:
 logging:
   level: info
 YAML
-bundle/moed --config /tmp/gpu.yaml > $OUT/moed.log 2>&1 &
+bundle/moed --config /tmp/gpu.yaml > $OUT/moed-$TAG.log 2>&1 &
 pid=$!
-for i in $(seq 1 120); do grep -q "serving 'moed-35b'" $OUT/moed.log && break; sleep 1; done
-grep -E "plan|serving|CUDA stage|error|Error" $OUT/moed.log | head -20
+for i in $(seq 1 180); do grep -q "serving 'moed-35b'" $OUT/moed-$TAG.log && break; sleep 1; done
+grep -E "plan|serving|CUDA stage|NCCL|error|Error" $OUT/moed-$TAG.log | head -20
 bundle/moectl --socket /tmp/moed-admin.sock status | head -20
 curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
   -d '{"model":"moed-35b","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16}' | head -c 600; echo
-for c in 1:8 16:32 64:128; do  # concurrency:requests
+for c in ${SWEEP:-1:8 16:32 64:128}; do  # concurrency:requests
   timeout 200 bundle/moed-bench http http://127.0.0.1:8080 --concurrency ${c%:*} --requests ${c#*:} \
-    --prompt-tokens 128 --max-tokens 128 2>&1 | tee -a $OUT/http_sweep.txt
+    --prompt-tokens 128 --max-tokens 128 2>&1 | tee -a $OUT/http_sweep-$TAG.txt
 done
+curl -s http://127.0.0.1:8080/metrics | grep -E "^moed_worker_(idle_ratio|step_duration_seconds_(sum|count))" | tee -a $OUT/http_sweep-$TAG.txt
 kill -TERM $pid; wait $pid; echo "moed exit $?"

@@ -38,8 +38,8 @@ StageWorker::StageWorker() : interrupt_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK
 StageWorker::~StageWorker() {
   // The links go first: their options refer to the interrupt descriptor.
   listener_.reset();
-  upstream_.reset();
-  downstream_.reset();
+  DropUpstream();
+  DropDownstream();
   if (interrupt_fd_ >= 0) close(interrupt_fd_);
 }
 
@@ -61,11 +61,13 @@ absl::StatusOr<StageFacts> StageWorker::Load(const StageConfig& c) {
   while (read(interrupt_fd_, &drained, sizeof(drained)) > 0) {
   }
   loaded_ = false;
+  // The device links go before the engine: they abort their communicators on the device.
+  DropUpstream();
+  DropDownstream();
   engine_.reset();
   listener_.reset();
-  upstream_.reset();
-  downstream_.reset();
   samplers_.clear();
+  sampling_pool_.reset();
   snapshots_.clear();
   slots_in_use_ = 0;
 
@@ -81,6 +83,10 @@ absl::StatusOr<StageFacts> StageWorker::Load(const StageConfig& c) {
   }
   if (c.activation_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the activation timeout must be positive");
+  }
+  if (c.device_links && c.engine.backend != engine::Backend::kCuda) {
+    return absl::InvalidArgumentError(absl::StrCat("stage ", c.stage_index, ": NCCL activation links need the cuda "
+                                                   "backend, not ", std::string(engine::BackendName(c.engine.backend))));
   }
   StageFacts facts;
   facts.reused_weights = model_ != nullptr && c.model_path == config_.model_path &&
@@ -118,6 +124,7 @@ absl::StatusOr<StageFacts> StageWorker::Load(const StageConfig& c) {
     return links;
   }
   samplers_.resize(static_cast<size_t>(c.engine.cache.max_slots));
+  if (engine_->is_last()) sampling_pool_ = std::make_unique<cpu::ThreadPool>(std::max(1, c.engine.threads));
 
   facts.n_vocab = engine_->n_vocab();
   facts.n_embd = engine_->n_embd();
@@ -169,9 +176,32 @@ absl::Status StageWorker::CloseSlot(int slot) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> StageWorker::ReceiveActivations() {
-  if (upstream_ == nullptr) {
+void StageWorker::DropUpstream() {
+  upstream_device_.reset();
+  upstream_.reset();
+}
+
+void StageWorker::DropDownstream() {
+  downstream_device_.reset();
+  downstream_.reset();
+}
+
+absl::StatusOr<StageWorker::Activations> StageWorker::ReceiveActivations() {
+  if (upstream_ == nullptr && upstream_device_ == nullptr) {
     auto accepted = listener_->Accept();
+    if (accepted.ok() && config_.device_links) {
+      transport::UnixSocketOptions options;
+      options.timeout = config_.activation_timeout;
+      options.interrupt_fd = interrupt_fd_;
+      auto link = transport::NcclLink::Accept(std::move(accepted).value(), config_.engine.device, options);
+      if (link.ok()) {
+        upstream_device_ = std::move(link).value();
+      } else {
+        accepted = link.status();
+      }
+    } else if (accepted.ok()) {
+      upstream_ = std::move(accepted).value();
+    }
     if (!accepted.ok()) {
       const auto code = absl::IsCancelled(accepted.status()) ? absl::StatusCode::kCancelled
                                                              : absl::StatusCode::kUnavailable;
@@ -179,39 +209,54 @@ absl::StatusOr<std::vector<float>> StageWorker::ReceiveActivations() {
                                              ": the previous stage did not connect: ",
                                              accepted.status().message()));
     }
-    upstream_ = std::move(accepted).value();
   }
-  return upstream_->Receive();
+  Activations in;
+  if (upstream_device_ != nullptr) {
+    ASSIGN_OR_RETURN(transport::NcclLink::Rows rows, upstream_device_->Receive());
+    in.device = {rows.data, static_cast<int64_t>(rows.floats)};
+  } else {
+    ASSIGN_OR_RETURN(in.host, upstream_->Receive());
+  }
+  return in;
 }
 
-absl::Status StageWorker::SendDownstream(std::vector<float> hidden, const absl::Status& failure) {
-  if (downstream_ == nullptr) {
+absl::Status StageWorker::SendDownstream(Activations hidden, const absl::Status& failure) {
+  if (downstream_ == nullptr && downstream_device_ == nullptr) {
     transport::UnixSocketOptions options;
     options.timeout = config_.activation_timeout;
     options.interrupt_fd = interrupt_fd_;
     auto connected = transport::UnixSocketTransport::Connect(config_.activation_next, options);
-    if (!connected.ok()) {
-      const auto code = absl::IsCancelled(connected.status()) ? absl::StatusCode::kCancelled
-                                                              : absl::StatusCode::kUnavailable;
-      return absl::Status(
-          code, absl::StrCat("stage ", config_.stage_index,
-                             ": cannot reach the next stage: ", connected.status().message()));
+    absl::Status status = connected.status();
+    if (connected.ok() && config_.device_links) {
+      auto link = transport::NcclLink::Offer(std::move(connected).value(), config_.engine.device, options);
+      status = link.status();
+      if (link.ok()) downstream_device_ = std::move(link).value();
+    } else if (connected.ok()) {
+      downstream_ = std::move(connected).value();
     }
-    downstream_ = std::move(connected).value();
+    if (!status.ok()) {
+      const auto code = absl::IsCancelled(status) ? absl::StatusCode::kCancelled : absl::StatusCode::kUnavailable;
+      return absl::Status(code, absl::StrCat("stage ", config_.stage_index,
+                                             ": cannot reach the next stage: ", status.message()));
+    }
   }
-  absl::Status sent =
-      failure.ok() ? downstream_->Send(std::move(hidden)) : downstream_->SendError(failure);
+  absl::Status sent;
+  if (downstream_device_ != nullptr) {
+    sent = failure.ok() ? downstream_device_->Send(hidden.device.data, static_cast<uint64_t>(hidden.device.floats))
+                        : downstream_device_->SendError(failure);
+  } else {
+    sent = failure.ok() ? downstream_->Send(std::move(hidden.host)) : downstream_->SendError(failure);
+  }
   if (!sent.ok()) {
-    downstream_.reset();  // the link is broken; the router rebuilds the pipeline
+    DropDownstream();  // the link is broken; the router rebuilds the pipeline
     return absl::UnavailableError(
         absl::StrCat("stage ", config_.stage_index, ": ", sent.message()));
   }
   return absl::OkStatus();
 }
 
-absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences,
-                                   std::vector<float> hidden_in, std::vector<float>* hidden_out,
-                                   StepOutcome* outcome) {
+absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Activations hidden_in,
+                                   Activations* hidden_out, StepOutcome* outcome) {
   std::vector<engine::SequenceStep> steps;
   steps.reserve(sequences.size());
   for (const WorkerSequence& s : sequences) {
@@ -226,18 +271,28 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences,
   }
   const absl::Time start = absl::Now();
   std::vector<float> logits;
-  RETURN_IF_ERROR(engine_->Forward(steps, hidden_in, hidden_out, &logits));
+  if (config_.device_links) {
+    RETURN_IF_ERROR(engine_->ForwardOnDevice(steps, hidden_in.device, &hidden_out->device, &logits));
+  } else {
+    RETURN_IF_ERROR(engine_->Forward(steps, hidden_in.host, &hidden_out->host, &logits));
+  }
   if (is_last()) {
-    const auto n_vocab = static_cast<size_t>(engine_->n_vocab());
-    size_t row = 0;
+    std::vector<const WorkerSequence*> rows;  // logits row i belongs to rows[i]
     for (const WorkerSequence& s : sequences) {
-      sampling::SlotSampler& sampler = *samplers_[static_cast<size_t>(s.slot)];
-      sampler.Append(s.tokens);
-      if (!s.sample) continue;
-      const std::span<const float> row_logits(logits.data() + row * n_vocab, n_vocab);
-      outcome->sampled.push_back({s.slot, sampler.Sample(row_logits, s.top_logprobs)});
-      ++row;
+      samplers_[static_cast<size_t>(s.slot)]->Append(s.tokens);
+      if (s.sample) rows.push_back(&s);
     }
+    // Each row has its own slot's sampler (a slot appears once per step): rows are independent.
+    const auto n_vocab = static_cast<size_t>(engine_->n_vocab());
+    outcome->sampled.resize(rows.size());
+    sampling_pool_->ParallelFor(static_cast<int64_t>(rows.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const WorkerSequence& s = *rows[static_cast<size_t>(i)];
+        const std::span<const float> row_logits(logits.data() + static_cast<size_t>(i) * n_vocab, n_vocab);
+        outcome->sampled[static_cast<size_t>(i)] = {
+            s.slot, samplers_[static_cast<size_t>(s.slot)]->Sample(row_logits, s.top_logprobs)};
+      }
+    });
   }
   outcome->forward_us = static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start));
   return absl::OkStatus();
@@ -250,7 +305,7 @@ StepOutcome StageWorker::Step(std::span<const WorkerSequence> sequences) {
     return outcome;
   }
   step_started_ns_ = absl::GetCurrentTimeNanos();
-  std::vector<float> hidden_in;
+  Activations hidden_in;
   if (!engine_->is_first()) {
     auto received = ReceiveActivations();
     if (received.ok()) {
@@ -258,10 +313,10 @@ StepOutcome StageWorker::Step(std::span<const WorkerSequence> sequences) {
     } else {
       outcome.status = received.status();
       outcome.upstream_failed = transport::IsPeerError(received.status());
-      if (!outcome.upstream_failed) upstream_.reset();  // broken link
+      if (!outcome.upstream_failed) DropUpstream();  // broken link
     }
   }
-  std::vector<float> hidden_out;
+  Activations hidden_out;
   if (outcome.status.ok())
     outcome.status = RunStage(sequences, std::move(hidden_in), &hidden_out, &outcome);
   if (!is_last()) {

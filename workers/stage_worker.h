@@ -6,7 +6,8 @@
 // Step protocol: every stage gets the same step description. A stage after the first takes one
 // activation frame from the previous stage per step, a stage before the last sends one per step,
 // whatever happens: a stage that fails sends an error frame instead, so no stage waits for
-// activations that will not come and the frame counts stay in step.
+// activations that will not come and the frame counts stay in step. With device_links the rows
+// stay on the GPUs and go over NCCL; the frames then only announce them.
 //
 // Thread-compatible: one thread (the worker's step thread) makes every call except Health and
 // Interrupt, which any thread may call at any time.
@@ -24,10 +25,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kernels/cpu/sampling.h"
+#include "kernels/cpu/thread_pool.h"
 #include "loader/tensor_variant.h"
 #include "workers/engine/loaded_model.h"
 #include "workers/engine/stage_engine.h"
 #include "workers/sampling/slot_sampler.h"
+#include "workers/transport/nccl_link.h"
 #include "workers/transport/unix_socket_transport.h"
 
 namespace moed::worker {
@@ -44,6 +47,9 @@ struct StageConfig {
   std::string activation_next;    // the next stage's socket path; empty for the last
   absl::Duration activation_timeout = absl::Seconds(120);
   absl::Duration step_spin = absl::ZeroDuration();  // LoadRequest.step_spin_us
+  // Activations to and from the neighbours stay on the GPUs (transport::NcclLink); a CUDA engine
+  // only. Every stage of a pipeline must agree.
+  bool device_links = false;
 };
 
 // What the router needs to know about a loaded stage.
@@ -122,15 +128,24 @@ class StageWorker {
     std::vector<int32_t> history;  // last stage: the sampler's penalty history
   };
 
+  // A step's rows between stages: in host memory, or in device memory over device links.
+  struct Activations {
+    std::vector<float> host;
+    engine::StageEngine::DeviceRows device;
+  };
+
   absl::Status CheckLoaded() const;
   absl::Status OpenLinks();
   // Gets the previous stage's frame for this step (accepting its connection the first time).
-  absl::StatusOr<std::vector<float>> ReceiveActivations();
+  absl::StatusOr<Activations> ReceiveActivations();
   // Sends this step's frame to the next stage (connecting the first time): activations, or
   // `failure` when not OK.
-  absl::Status SendDownstream(std::vector<float> hidden, const absl::Status& failure);
-  absl::Status RunStage(std::span<const WorkerSequence> sequences, std::vector<float> hidden_in,
-                        std::vector<float>* hidden_out, StepOutcome* outcome);
+  absl::Status SendDownstream(Activations hidden, const absl::Status& failure);
+  absl::Status RunStage(std::span<const WorkerSequence> sequences, Activations hidden_in, Activations* hidden_out,
+                        StepOutcome* outcome);
+  // Drops the links after a failure on them (the router rebuilds the pipeline).
+  void DropUpstream();
+  void DropDownstream();
   bool is_last() const { return engine_ != nullptr && engine_->is_last(); }
 
   StageConfig config_;
@@ -139,7 +154,13 @@ class StageWorker {
   std::unique_ptr<transport::UnixSocketListener> listener_;
   std::unique_ptr<transport::UnixSocketTransport> upstream_;      // from the previous stage
   std::unique_ptr<transport::UnixSocketTransport> downstream_;    // to the next stage
+  std::unique_ptr<transport::NcclLink> upstream_device_;          // with device_links
+  std::unique_ptr<transport::NcclLink> downstream_device_;
   std::vector<std::unique_ptr<sampling::SlotSampler>> samplers_;  // per slot; last stage only
+  // Samples a step's rows in parallel (last stage): a row of a 250k vocabulary costs about a
+  // millisecond of softmax and selection, so a 64-sequence decode step would otherwise spend more
+  // time sampling than a GPU spends computing it.
+  std::unique_ptr<cpu::ThreadPool> sampling_pool_;
   std::map<int64_t, Snapshot> snapshots_;
 
   int interrupt_fd_ = -1;  // eventfd: readable while a Load or Shutdown is waiting

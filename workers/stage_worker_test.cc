@@ -233,6 +233,11 @@ TEST(StageWorkerTest, LoadErrorsNameTheProblem) {
   c.engine.threads = 0;
   EXPECT_EQ(w.Load(c).status().code(), absl::StatusCode::kInvalidArgument);
   c.engine.threads = 1;
+  c.device_links = true;  // NCCL links between CPU stages
+  auto no_device = w.Load(c);
+  EXPECT_EQ(no_device.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_device.status().message()), HasSubstr("cuda backend"));
+  c.device_links = false;
   auto whole = w.Load(c);
   ASSERT_TRUE(whole.ok()) << whole.status();
   EXPECT_TRUE(w.Health().loaded);

@@ -103,8 +103,13 @@ class StepThread {
       if (listener_ != nullptr) fds[1].fd = listener_->fd();
       if (connection_ != nullptr) fds[2].fd = connection_->fd();
       // The router's next step usually follows the last answer closely: catch it awake.
-      if (connection_ != nullptr && spin_ > absl::ZeroDuration()) wire::SpinUntilReadable(connection_->fd(), spin_);
-      if (poll(fds, 3, -1) < 0) continue;  // EINTR
+      // A router with several steps in flight may have sent the next one already, read into the
+      // connection's buffer with the last: poll would not see it.
+      const bool buffered = connection_ != nullptr && connection_->has_buffered();
+      if (!buffered && connection_ != nullptr && spin_ > absl::ZeroDuration()) {
+        wire::SpinUntilReadable(connection_->fd(), spin_);
+      }
+      if (poll(fds, 3, buffered ? 0 : -1) < 0) continue;  // EINTR
       if ((fds[0].revents & POLLIN) != 0) {
         if (!RunQueued()) return;
         continue;  // a Load may have replaced the sockets: the other events are stale
@@ -114,7 +119,7 @@ class StepThread {
         if (accepted.ok()) connection_ = std::move(accepted).value();  // a new router connection
         continue;
       }
-      if (connection_ != nullptr && (fds[2].revents & (POLLIN | POLLHUP)) != 0) ServeStep();
+      if (connection_ != nullptr && (buffered || (fds[2].revents & (POLLIN | POLLHUP)) != 0)) ServeStep();
     }
   }
 
@@ -154,6 +159,7 @@ StageConfig ToConfig(const v1::LoadRequest& r) {
   c.activation_timeout =
       absl::Milliseconds(r.activation_timeout_ms() == 0 ? 120000 : r.activation_timeout_ms());
   c.step_spin = absl::Microseconds(r.step_spin_us());
+  c.device_links = r.activation_link() == "nccl";
   return c;
 }
 
@@ -282,6 +288,11 @@ grpc::ServerUnaryReactor* WorkerService::Load(grpc::CallbackServerContext* conte
     if (!request->backend().empty() && request->backend() != "cpu" && request->backend() != "cuda") {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown backend '", request->backend(), "' (expected cpu or cuda)"));
+    }
+    if (!request->activation_link().empty() && request->activation_link() != "socket" &&
+        request->activation_link() != "nccl") {
+      return absl::InvalidArgumentError(absl::StrCat("unknown activation_link '", request->activation_link(),
+                                                     "' (expected socket or nccl)"));
     }
     auto facts = worker_->Load(ToConfig(*request));
     if (!facts.ok()) return facts.status();

@@ -417,6 +417,7 @@ const std::vector<std::string> kCatalogue = {
     "moed_worker_restarts_total",
     "moed_worker_up",
     "moed_worker_memory_bytes",
+    "moed_worker_idle_ratio",
     "moed_model_load_seconds",
     "moed_phase_info",
     "moed_budget_info",
@@ -450,6 +451,7 @@ std::unique_ptr<MoedMetrics> PopulatedMoedMetrics() {
     m.WorkerStep(worker).Observe(0.0021);
     m.WorkerUp(worker).Set(1);
     m.WorkerMemory(worker).Set(3.5e9);
+    m.WorkerIdle(worker).Set(0.25);
   }
   m.WorkerRestarts("1").Increment();
   m.model_load_seconds().Set(4.25);

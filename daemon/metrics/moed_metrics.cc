@@ -142,6 +142,13 @@ absl::Status MoedMetrics::Build(const BuildInfo& build) {
                                                "buffers).",
                                        .label_names = {"worker"},
                                        .max_children = 256}));
+  ASSIGN_OR_RETURN(worker_idle_,
+                   r.AddFamily<Gauge>({.name = "moed_worker_idle_ratio",
+                                       .help = "Fraction of the time the pipeline had a step in flight that "
+                                               "the worker stage was not computing (the pipeline bubble and "
+                                               "its waits for activations), over the last window of >= 1 s.",
+                                       .label_names = {"worker"},
+                                       .max_children = 256}));
 
   // Model, plan and build.
   ASSIGN_OR_RETURN(load_seconds_,
@@ -180,8 +187,11 @@ absl::Status MoedMetrics::RegisterWorker(std::string_view worker) {
   RETURN_IF_ERROR(step_->TryAdd(labels).status());
   RETURN_IF_ERROR(restarts_->TryAdd(labels).status());
   RETURN_IF_ERROR(worker_up_->TryAdd(labels).status());
+  RETURN_IF_ERROR(worker_idle_->TryAdd(labels).status());
   return worker_memory_->TryAdd(labels).status();
 }
+
+Gauge& MoedMetrics::WorkerIdle(std::string_view worker) { return worker_idle_->Add(WorkerLabels(worker)); }
 
 Histogram& MoedMetrics::WorkerStep(std::string_view worker) {
   return step_->Add(WorkerLabels(worker));

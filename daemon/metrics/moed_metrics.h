@@ -71,6 +71,7 @@ class MoedMetrics {
   Family<Counter>& worker_restarts() { return *restarts_; }     // moed_worker_restarts_total
   Family<Gauge>& worker_up() { return *worker_up_; }            // moed_worker_up
   Family<Gauge>& worker_memory() { return *worker_memory_; }    // moed_worker_memory_bytes
+  Family<Gauge>& worker_idle() { return *worker_idle_; }        // moed_worker_idle_ratio
   // Creates every per-worker child at zero (worker_up at 0), so that rate() and absent() work
   // from the first scrape after the supervisor knows the worker, before it ever restarts.
   absl::Status RegisterWorker(std::string_view worker);
@@ -78,6 +79,7 @@ class MoedMetrics {
   Counter& WorkerRestarts(std::string_view worker);
   Gauge& WorkerUp(std::string_view worker);
   Gauge& WorkerMemory(std::string_view worker);
+  Gauge& WorkerIdle(std::string_view worker);
 
   // --- Model and plan ----------------------------------------------------------------------
   Gauge& model_load_seconds() { return *load_seconds_; }  // moed_model_load_seconds
@@ -113,6 +115,7 @@ class MoedMetrics {
   Family<Counter>* restarts_ = nullptr;
   Family<Gauge>* worker_up_ = nullptr;
   Family<Gauge>* worker_memory_ = nullptr;
+  Family<Gauge>* worker_idle_ = nullptr;
   Gauge* load_seconds_ = nullptr;
   Family<Info>* phase_ = nullptr;
   Family<Info>* budget_ = nullptr;

@@ -55,11 +55,16 @@ struct Fit {
   Shortfall shortfall;  // when !ok
 };
 
+// Bytes per K/V element on GPU stages: CudaStageEngine's K/V pools are F16, as the footprint
+// counts them (workers/engine/cuda_stage_engine.h).
+constexpr uint32_t kGpuKvElementBytes = 2;
+
 uint64_t SatAdd(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
 uint64_t SatMul(uint64_t a, uint64_t b) { return b != 0 && a > UINT64_MAX / b ? UINT64_MAX : a * b; }
 
-// Bytes one slot costs in each trunk layer on a stage whose K/V elements take kv_num/2 bytes.
+// Bytes one slot costs in each trunk layer on a stage whose K/V elements take kv_element_bytes
+// bytes (the footprint's kv_bytes_per_token counts F16, 2 bytes an element).
 std::vector<uint64_t> SlotCosts(const ModelFootprint& model, int64_t context_tokens, uint32_t kv_element_bytes) {
   std::vector<uint64_t> out;
   for (const LayerFootprint& l : model.layers) {
@@ -283,7 +288,7 @@ absl::StatusOr<Attempt> TryGpus(const ModelFootprint& model, const std::vector<S
   const bool device_budgets =
       std::any_of(gpus.begin(), gpus.end(), [](const Slotted& d) { return d.budget_configured; });
   ASSIGN_OR_RETURN(ModeChoice mode, ChooseMode(model, options, gpus.size(), device_budgets));
-  const std::vector<uint64_t> slot_cost = SlotCosts(model, context_tokens, 2);
+  const std::vector<uint64_t> slot_cost = SlotCosts(model, context_tokens, kGpuKvElementBytes);
   std::vector<uint64_t> capacity;
   for (const Slotted& d : gpus) capacity.push_back(d.capacity);
 
@@ -332,7 +337,8 @@ absl::StatusOr<Attempt> TryGpus(const ModelFootprint& model, const std::vector<S
     a.shortfall = fit.shortfall;
     return a;
   }
-  a.plan = BuildPlan(model, mode, w, budget_mb, gpus, fit, slot_cost, context_tokens, 2, options);
+  a.plan =
+      BuildPlan(model, mode, w, budget_mb, gpus, fit, slot_cost, context_tokens, kGpuKvElementBytes, options);
   return a;
 }
 

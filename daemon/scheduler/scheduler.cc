@@ -81,6 +81,12 @@ struct Scheduler::Impl {
     int32_t last_token = -1;
     bool decoding = false;
     bool finished = false;
+    bool in_flight = false;  // in a started step: its slot stays open until the step finishes
+  };
+  // A step started on the executor and not yet finished.
+  struct StepInFlight {
+    std::vector<StepSequence> batch;
+    std::vector<RequestId> owners;  // batch[i] belongs to owners[i]
   };
 
   void Loop();
@@ -88,7 +94,13 @@ struct Scheduler::Impl {
   void Cancel(RequestId id);
   void Admit();
   void LookupPrefix(Running& r);
-  void RunStep();
+  // Starts steps while the executor takes more in flight and sequences are free, then finishes
+  // the oldest. With one step in flight at a time this is plain continuous batching.
+  void RunSteps();
+  // Starts a step of up to an even share of the free sequences; false if there were none.
+  bool StartStep();
+  void FinishStep();
+  Running* FindRunning(RequestId id);
   void SavePrefix(const Running& r);
   void OnSampled(Running& r, const SampledToken& token);
   void Finish(Running& r, FinishReason reason);
@@ -117,6 +129,9 @@ struct Scheduler::Impl {
   int left_waiting = 0;  // since the last publish
   uint64_t steps = 0, prefix_lookups = 0, prefix_hits = 0;
   std::vector<Event> outbox;
+  std::deque<StepInFlight> in_flight;
+  const int max_in_flight =
+      executor != nullptr && options.pipeline ? std::max(1, executor->max_steps_in_flight()) : 1;
 };
 
 absl::Status Scheduler::Impl::ValidateOptions() const {
@@ -185,6 +200,7 @@ void Scheduler::Impl::Loop() {
     TakenCommands taken = queue.Take(/*wait=*/!busy);
     for (SchedulerCommand& command : taken.commands) Handle(command);
     if (taken.stopping) {
+      while (!in_flight.empty()) FinishStep();
       FailEverything(absl::UnavailableError("the scheduler stopped"));
       PublishAndDeliver();
       return;
@@ -193,7 +209,7 @@ void Scheduler::Impl::Loop() {
     // Published before the step too, so that Stats() and the queue's capacity check see the
     // admitted requests as running while a long step runs.
     PublishAndDeliver();
-    if (!running.empty()) RunStep();
+    if (!running.empty()) RunSteps();
     PublishAndDeliver();
   }
 }
@@ -286,56 +302,98 @@ void Scheduler::Impl::LookupPrefix(Running& r) {
   if (!s.ok()) Fail(r, s);
 }
 
-void Scheduler::Impl::RunStep() {
-  std::vector<StepSequence> batch;
-  std::vector<Running*> owners;
-  int64_t budget = options.max_batch_tokens;
-  for (Running& r : running) {
-    if (r.finished || !r.decoding) continue;
-    batch.push_back(StepSequence{r.slot, {r.last_token}, true, r.request.top_logprobs});
-    owners.push_back(&r);
-    --budget;
+void Scheduler::Impl::RunSteps() {
+  while (static_cast<int>(in_flight.size()) < max_in_flight && StartStep()) {
   }
-  for (Running& r : running) {
-    if (budget <= 0) break;
-    if (r.finished || r.decoding) continue;
-    const auto remaining = static_cast<int64_t>(r.request.prompt.size()) - r.prefilled;
-    const int64_t chunk = std::min({remaining, options.prefill_chunk, budget});
-    const auto begin = r.request.prompt.begin() + r.prefilled;
-    batch.push_back(StepSequence{r.slot, std::vector<int32_t>(begin, begin + chunk), chunk == remaining,
-                                 r.request.top_logprobs});
-    owners.push_back(&r);
-    budget -= chunk;
-  }
-  if (batch.empty()) {
+  if (in_flight.empty()) {
     RemoveFinished();
     return;
   }
-  absl::StatusOr<std::vector<SampledToken>> result = executor->Step(batch);
+  FinishStep();
+}
+
+Scheduler::Impl::Running* Scheduler::Impl::FindRunning(RequestId id) {
+  for (Running& r : running) {
+    if (r.id == id) return &r;
+  }
+  return nullptr;
+}
+
+bool Scheduler::Impl::StartStep() {
+  // Decodes first, then prefill chunks in admission order, within the token budget. With steps
+  // in flight, a step takes an even share of the free sequences, so that the steps a pipeline
+  // works on at once are of a size.
+  std::vector<Running*> free_decodes, free_prefills;
+  for (Running& r : running) {
+    if (r.finished || r.in_flight) continue;
+    (r.decoding ? free_decodes : free_prefills).push_back(&r);
+  }
+  const size_t n_free = free_decodes.size() + free_prefills.size();
+  if (n_free == 0) return false;
+  const size_t slots_left = static_cast<size_t>(max_in_flight) - in_flight.size();
+  const size_t share = (n_free + slots_left - 1) / slots_left;
+  StepInFlight step;
+  int64_t budget = options.max_batch_tokens;
+  for (Running* r : free_decodes) {
+    if (step.batch.size() == share) break;
+    step.batch.push_back(StepSequence{r->slot, {r->last_token}, true, r->request.top_logprobs});
+    step.owners.push_back(r->id);
+    --budget;
+  }
+  for (Running* r : free_prefills) {
+    if (budget <= 0 || step.batch.size() == share) break;
+    const auto remaining = static_cast<int64_t>(r->request.prompt.size()) - r->prefilled;
+    const int64_t chunk = std::min({remaining, options.prefill_chunk, budget});
+    const auto begin = r->request.prompt.begin() + r->prefilled;
+    step.batch.push_back(StepSequence{r->slot, std::vector<int32_t>(begin, begin + chunk), chunk == remaining,
+                                      r->request.top_logprobs});
+    step.owners.push_back(r->id);
+    budget -= chunk;
+  }
+  if (step.batch.empty()) return false;
   ++steps;
-  const auto sampled = static_cast<size_t>(std::count_if(batch.begin(), batch.end(), [](const StepSequence& s) { return s.sample; }));
+  if (absl::Status s = executor->StartStep(step.batch); !s.ok()) {
+    MOED_LOG(WARNING) << "scheduler: a step of " << step.batch.size() << " sequences failed: " << s;
+    for (RequestId id : step.owners) Fail(*FindRunning(id), s);
+    return false;
+  }
+  for (RequestId id : step.owners) FindRunning(id)->in_flight = true;
+  in_flight.push_back(std::move(step));
+  return true;
+}
+
+void Scheduler::Impl::FinishStep() {
+  StepInFlight step = std::move(in_flight.front());
+  in_flight.pop_front();
+  absl::StatusOr<std::vector<SampledToken>> result = executor->FinishStep();
+  const auto sampled = static_cast<size_t>(
+      std::count_if(step.batch.begin(), step.batch.end(), [](const StepSequence& s) { return s.sample; }));
   if (result.ok() && result->size() != sampled) {
     result = absl::InternalError(absl::StrCat("the executor returned ", result->size(), " tokens for ", sampled,
                                               " sampled sequences"));
   }
   if (!result.ok()) {
-    MOED_LOG(WARNING) << "scheduler: a step of " << batch.size() << " sequences failed: " << result.status();
-    for (Running* r : owners) Fail(*r, result.status());
-    RemoveFinished();
-    return;
+    MOED_LOG(WARNING) << "scheduler: a step of " << step.batch.size() << " sequences failed: " << result.status();
   }
   size_t next = 0;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Running& r = *owners[i];
+  for (size_t i = 0; i < step.batch.size(); ++i) {
+    Running& r = *FindRunning(step.owners[i]);  // in flight: never removed before this
+    r.in_flight = false;
+    if (!result.ok()) {
+      if (!r.finished) Fail(r, result.status());
+      continue;
+    }
+    const SampledToken* token = step.batch[i].sample ? &(*result)[next++] : nullptr;
+    if (r.finished) continue;  // cancelled while in flight
     if (!r.decoding) {
-      r.prefilled += static_cast<int64_t>(batch[i].tokens.size());
+      r.prefilled += static_cast<int64_t>(step.batch[i].tokens.size());
       if (r.prefilled == static_cast<int64_t>(r.request.prompt.size())) {
         r.decoding = true;
         if (metrics != nullptr) metrics->prompt_tokens().Increment(static_cast<double>(r.request.prompt.size()));
         SavePrefix(r);
       }
     }
-    if (batch[i].sample) OnSampled(r, (*result)[next++]);
+    if (token != nullptr) OnSampled(r, *token);
   }
   RemoveFinished();
 }
@@ -410,7 +468,7 @@ void Scheduler::Impl::Fail(Running& r, const absl::Status& status) {
 // Closes the slots of finished requests and forgets them.
 void Scheduler::Impl::RemoveFinished() {
   for (const Running& r : running) {
-    if (!r.finished) continue;
+    if (!r.finished || r.in_flight) continue;
     if (absl::Status s = executor->CloseSlot(r.slot); !s.ok()) {
       // The executor lost the slot (a worker died); it is the executor's to rebuild, and the
       // scheduler's view is that the slot is free again.
@@ -418,7 +476,7 @@ void Scheduler::Impl::RemoveFinished() {
     }
     slot_used[static_cast<size_t>(r.slot)] = false;
   }
-  std::erase_if(running, [](const Running& r) { return r.finished; });
+  std::erase_if(running, [](const Running& r) { return r.finished && !r.in_flight; });
 }
 
 void Scheduler::Impl::FailEverything(const absl::Status& status) {

@@ -31,6 +31,7 @@ struct SchedulerOptions {
   int64_t prefill_chunk = 256;       // most prompt tokens one sequence adds in one step
   int queue_capacity = 64;           // waiting requests; beyond: ResourceExhausted
   int prefix_cache_entries = 16;     // kept prompt snapshots; 0 turns prefix caching off
+  bool pipeline = true;              // as many steps in flight as the executor takes; false: one
 };
 
 struct SchedulerStats {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -169,6 +170,60 @@ class Probe : public StepExecutor {
   std::shared_ptr<ProbeLog> log_;
 };
 
+// Takes two steps in flight, as a two-stage worker pool does, and checks the scheduler's side of
+// that contract: no slot in two steps in flight, no slot closed while its step is in flight.
+// The steps themselves run on the inner executor when they are finished.
+class Pipelined : public StepExecutor {
+ public:
+  struct Seen {
+    std::atomic<int> most_in_flight{0};
+    std::atomic<int> violations{0};
+  };
+  Pipelined(std::unique_ptr<StepExecutor> inner, std::shared_ptr<Seen> seen) : inner_(std::move(inner)), seen_(seen) {}
+
+  ExecutorInfo info() const override { return inner_->info(); }
+  int max_steps_in_flight() const override { return 2; }
+  absl::Status OpenSlot(int slot, const cpu::SamplingParams& params) override {
+    return inner_->OpenSlot(slot, params);
+  }
+  absl::Status CloseSlot(int slot) override {
+    if (InFlight(slot)) ++seen_->violations;
+    return inner_->CloseSlot(slot);
+  }
+  absl::Status StartStep(std::span<const StepSequence> sequences) override {
+    for (const StepSequence& s : sequences) {
+      if (InFlight(s.slot)) ++seen_->violations;
+    }
+    started_.emplace_back(sequences.begin(), sequences.end());
+    seen_->most_in_flight = std::max(seen_->most_in_flight.load(), static_cast<int>(started_.size()));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<SampledToken>> FinishStep() override {
+    const std::vector<StepSequence> step = std::move(started_.front());
+    started_.pop_front();
+    return inner_->Step(step);
+  }
+  absl::StatusOr<std::vector<SampledToken>> Step(std::span<const StepSequence> sequences) override {
+    return inner_->Step(sequences);
+  }
+  absl::Status SaveSnapshot(int slot, int64_t id) override { return inner_->SaveSnapshot(slot, id); }
+  absl::Status RestoreSnapshot(int slot, int64_t id) override { return inner_->RestoreSnapshot(slot, id); }
+  absl::Status DropSnapshot(int64_t id) override { return inner_->DropSnapshot(id); }
+
+ private:
+  bool InFlight(int slot) const {
+    for (const auto& step : started_) {
+      for (const StepSequence& s : step) {
+        if (s.slot == slot) return true;
+      }
+    }
+    return false;
+  }
+  std::unique_ptr<StepExecutor> inner_;
+  std::shared_ptr<Seen> seen_;
+  std::deque<std::vector<StepSequence>> started_;
+};
+
 class SchedulerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -181,14 +236,17 @@ class SchedulerTest : public ::testing::Test {
     model_ = nullptr;
   }
 
-  // A started scheduler over a fresh 2-stage in-process executor, wrapped by a Probe when `log`.
+  // A started scheduler over a fresh 2-stage in-process executor, wrapped by a Probe when `log`,
+  // and taking two steps in flight when `pipelined`.
   std::unique_ptr<Scheduler> Make(const SchedulerOptions& options, std::shared_ptr<ProbeLog> log = nullptr,
-                                  metrics::MoedMetrics* metrics = nullptr) {
+                                  metrics::MoedMetrics* metrics = nullptr,
+                                  std::shared_ptr<Pipelined::Seen> pipelined = nullptr) {
     auto exec = InProcessExecutor::Create(*model_, 2, Options());
     EXPECT_TRUE(exec.ok()) << exec.status();
     if (!exec.ok()) return nullptr;
     std::unique_ptr<StepExecutor> e = std::move(exec).value();
     if (log != nullptr) e = std::make_unique<Probe>(std::move(e), log);
+    if (pipelined != nullptr) e = std::make_unique<Pipelined>(std::move(e), pipelined);
     auto s = std::make_unique<Scheduler>(std::move(e), options, metrics);
     absl::Status started = s->Start();
     EXPECT_TRUE(started.ok()) << started;
@@ -379,6 +437,39 @@ TEST_F(SchedulerTest, SameSeedSameTokensWhateverIsBatchedAlongside) {
     EXPECT_EQ(got[7]->tokens, alone);
     EXPECT_NE(got[3]->tokens, alone);  // the seed matters
   }
+}
+
+TEST_F(SchedulerTest, PipelinedStepsKeepSlotsApartAndDecodeAsAlone) {
+  auto seen = std::make_shared<Pipelined::Seen>();
+  SchedulerOptions o;
+  o.prefill_chunk = 5;
+  auto s = Make(o, nullptr, nullptr, seen);
+  std::vector<std::shared_ptr<Collector>> runs;
+  for (int i = 0; i < 6; ++i) runs.push_back(Submit(*s, Req(Ids(6 + i, i), 10)));
+  // One more, cancelled after its second token, while steps are in flight.
+  absl::Notification id_known;
+  std::atomic<RequestId> cancel_id{0};
+  auto cancelled = std::make_shared<Collector>();
+  Scheduler* sched = s.get();
+  cancelled->on_token = [&](const SampledToken&) {
+    if (cancelled->tokens.size() != 2) return;
+    id_known.WaitForNotification();
+    sched->Cancel(cancel_id.load());
+  };
+  auto submitted = s->Submit(Req(Ids(9, 7), 50), cancelled);
+  ASSERT_TRUE(submitted.ok());
+  cancel_id = *submitted;
+  id_known.Notify();
+  for (int i = 0; i < 6; ++i) {
+    runs[i]->done.WaitForNotification();
+    EXPECT_EQ(runs[i]->reason, FinishReason::kLength);
+    EXPECT_EQ(runs[i]->tokens, PipelineGreedy(Ids(6 + i, i), 10)) << "request " << i;
+  }
+  cancelled->done.WaitForNotification();
+  EXPECT_EQ(cancelled->reason, FinishReason::kCancelled);
+  s.reset();
+  EXPECT_EQ(seen->most_in_flight.load(), 2);
+  EXPECT_EQ(seen->violations.load(), 0);
 }
 
 TEST_F(SchedulerTest, CancellingFreesTheSlotForAQueuedRequest) {

@@ -12,6 +12,7 @@
 #define MOED_DAEMON_SCHEDULER_STEP_EXECUTOR_H_
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <utility>
 #include <vector>
@@ -62,11 +63,32 @@ class StepExecutor {
   // their requests.
   virtual absl::StatusOr<std::vector<SampledToken>> Step(std::span<const StepSequence> sequences) = 0;
 
+  // Pipelining: up to max_steps_in_flight() steps may be started before the oldest is finished,
+  // so that each stage of a pipeline works on a different step. The steps in flight must not
+  // share a slot, and no slot of a step in flight may be closed, saved or restored until its step
+  // is finished. StartStep's errors are Step's validation errors (nothing was started: do not
+  // finish it); FinishStep returns the oldest started step's result as Step would. Executors
+  // without pipelining keep the defaults: one step in flight, run by Step.
+  virtual int max_steps_in_flight() const { return 1; }
+  virtual absl::Status StartStep(std::span<const StepSequence> sequences) {
+    started_.emplace_back(sequences.begin(), sequences.end());
+    return absl::OkStatus();
+  }
+  virtual absl::StatusOr<std::vector<SampledToken>> FinishStep() {
+    if (started_.empty()) return absl::FailedPreconditionError("FinishStep without a step in flight");
+    const std::vector<StepSequence> step = std::move(started_.front());
+    started_.pop_front();
+    return Step(step);
+  }
+
   // Prefix cache: keep a copy of `slot`'s state (all stages) under `snapshot_id`, put a kept
   // copy into an open slot, forget a copy. Errors: NotFound for an unknown id.
   virtual absl::Status SaveSnapshot(int slot, int64_t snapshot_id) = 0;
   virtual absl::Status RestoreSnapshot(int slot, int64_t snapshot_id) = 0;
   virtual absl::Status DropSnapshot(int64_t snapshot_id) = 0;
+
+ private:
+  std::deque<std::vector<StepSequence>> started_;  // the default StartStep's steps
 };
 
 }  // namespace moed::daemon

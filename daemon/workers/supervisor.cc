@@ -226,6 +226,7 @@ std::vector<absl::Status> Supervisor::LoadAll(std::vector<WorkerLoadFacts>* fact
     spec.cache = options_.cache;
     spec.threads = options_.threads_per_worker;
     spec.backend = options_.backend;
+    spec.activation_link = options_.activation_link;
     spec.device = i < static_cast<int>(options_.stage_devices.size()) ? options_.stage_devices[i] : 0;
     spec.activation_listen = workers_[i]->activation_path;
     spec.activation_next = i + 1 < k ? workers_[i + 1]->activation_path : "";

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -41,7 +42,7 @@ struct WorkerClient::Impl {
   std::unique_ptr<wire::StepSocket> step_socket;
   std::unique_ptr<grpc::ClientReaderWriter<v1::StepRequest, v1::StepResponse>> stream;
   bool broken = false;
-  uint64_t step_id = 0;
+  std::deque<uint64_t> step_ids;  // steps sent and not yet answered, oldest first
   v1::StepRequest request;
   v1::StepResponse response;
   // Unary step mode: the callback's result.
@@ -145,6 +146,7 @@ absl::StatusOr<WorkerLoadFacts> WorkerClient::Load(const WorkerLoadSpec& spec,
   r.mutable_cache()->set_kv_blocks(spec.cache.kv_blocks);
   r.set_threads(spec.threads);
   r.set_backend(spec.backend);
+  r.set_activation_link(spec.activation_link);
   r.set_device(spec.device);
   r.set_activation_listen(spec.activation_listen);
   r.set_activation_next(spec.activation_next);
@@ -234,7 +236,6 @@ absl::Status WorkerClient::Shutdown(absl::Duration timeout) {
 absl::Status WorkerClient::StartStep(uint64_t step_id, std::span<const StepSequence> sequences) {
   Impl& m = *impl_;
   if (m.broken) return absl::UnavailableError("the step path to this worker is broken");
-  m.step_id = step_id;
   m.request.Clear();
   m.request.set_step_id(step_id);
   for (const StepSequence& s : sequences) {
@@ -263,6 +264,7 @@ absl::Status WorkerClient::StartStep(uint64_t step_id, std::span<const StepSeque
       m.broken = true;
       return absl::UnavailableError(sent.message());
     }
+    m.step_ids.push_back(step_id);
     return absl::OkStatus();
   }
   {
@@ -281,6 +283,7 @@ absl::Status WorkerClient::StartStep(uint64_t step_id, std::span<const StepSeque
                                   m.done = true;
                                   m.done_status = std::move(s);
                                 });
+      m.step_ids.push_back(step_id);
       return absl::OkStatus();
     }
     if (m.stream == nullptr) {
@@ -292,6 +295,7 @@ absl::Status WorkerClient::StartStep(uint64_t step_id, std::span<const StepSeque
     m.broken = true;
     return absl::UnavailableError("the worker closed its step stream");
   }
+  m.step_ids.push_back(step_id);
   return absl::OkStatus();
 }
 
@@ -319,10 +323,12 @@ absl::StatusOr<WorkerStepReply> WorkerClient::FinishStep() {
     m.broken = true;
     return absl::UnavailableError("the worker closed its step stream");
   }
-  if (m.response.step_id() != m.step_id) {
+  const uint64_t expected = m.step_ids.empty() ? 0 : m.step_ids.front();
+  if (!m.step_ids.empty()) m.step_ids.pop_front();
+  if (m.response.step_id() != expected) {
     m.broken = true;
     return absl::InternalError(
-        absl::StrCat("worker answered step ", m.response.step_id(), " to step ", m.step_id));
+        absl::StrCat("worker answered step ", m.response.step_id(), " to step ", expected));
   }
   return FromResponse(m.response);
 }

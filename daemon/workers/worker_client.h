@@ -35,6 +35,7 @@ struct WorkerLoadSpec {
   int threads = 1;
   std::string backend = "cpu";  // LoadRequest.backend
   int device = 0;
+  std::string activation_link = "socket";  // LoadRequest.activation_link
   std::string activation_listen;  // empty for the first stage
   std::string activation_next;    // empty for the last stage
   absl::Duration activation_timeout = absl::Minutes(2);
@@ -92,8 +93,10 @@ class WorkerClient {
   // Unavailable when the path is broken or the client was cancelled; then FinishStep must not be
   // called.
   absl::Status StartStep(uint64_t step_id, std::span<const StepSequence> sequences);
-  // Waits for the reply to the step sent last. Errors (the transport's, not the step's: those are
-  // in the reply): Unavailable when the worker went away or Cancel was called.
+  // Waits for the reply to the oldest step not yet answered. The step channel and the Step stream
+  // take several steps in flight (a worker answers them in order); the unary path one. Errors
+  // (the transport's, not the step's: those are in the reply): Unavailable when the worker went
+  // away or Cancel was called.
   absl::StatusOr<WorkerStepReply> FinishStep();
 
   // Breaks the step path (a blocked FinishStep returns Unavailable) and makes every later

@@ -48,8 +48,11 @@ WorkerPool::WorkerPool(std::unique_ptr<Supervisor> supervisor, const WorkerPoolO
   info_.n_stages = supervisor_->stage_count();
   slots_.resize(static_cast<size_t>(f.slot_capacity));
   if (options_.metrics != nullptr) {
-    for (int i = 0; i < info_.n_stages; ++i)
+    for (int i = 0; i < info_.n_stages; ++i) {
       step_histograms_.push_back(&options_.metrics->WorkerStep(absl::StrCat(i)));
+      idle_gauges_.push_back(&options_.metrics->WorkerIdle(absl::StrCat(i)));
+    }
+    stage_busy_us_.assign(static_cast<size_t>(info_.n_stages), 0);
     options_.metrics->kv_blocks_capacity().Set(static_cast<double>(options_.cache.kv_blocks));
     options_.metrics->kv_blocks_used().Set(0);
   }
@@ -88,6 +91,8 @@ absl::Status WorkerPool::Validate(std::span<const StepSequence> sequences,
   std::vector<bool> seen(slots_.size(), false);
   for (const StepSequence& s : sequences) {
     RETURN_IF_ERROR(CheckSlot(s.slot, generation));
+    if (slots_[s.slot].in_flight)
+      return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot, " is in a step still in flight"));
     if (seen[s.slot])
       return absl::InvalidArgumentError(
           absl::StrCat("slot ", s.slot, " appears twice in one step"));
@@ -158,38 +163,66 @@ absl::Status WorkerPool::CloseSlot(int slot) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<SampledToken>> WorkerPool::Step(
-    std::span<const StepSequence> sequences) {
+int WorkerPool::max_steps_in_flight() const {
+  // Each stage works on a different step; the unary step path carries one at a time.
+  return options_.step_path == StepPath::kUnary ? 1 : info_.n_stages;
+}
+
+absl::StatusOr<std::vector<SampledToken>> WorkerPool::Step(std::span<const StepSequence> sequences) {
+  RETURN_IF_ERROR(StartStep(sequences));
+  return FinishStep();
+}
+
+absl::Status WorkerPool::StartStep(std::span<const StepSequence> sequences) {
   ASSIGN_OR_RETURN(std::shared_ptr<const WorkerPipeline> pipeline, supervisor_->Current());
   RETURN_IF_ERROR(Validate(sequences, pipeline->generation));
-  const auto& stages = pipeline->stages;
-  const int k = static_cast<int>(stages.size());
-  const uint64_t step_id = ++step_id_;
-
-  // Fan out, then collect. The first transport failure is reported at once: the supervisor
-  // cancels every stage's step path, so no wait below outlasts it.
-  absl::Status failure;
-  int started = 0;
-  for (; started < k; ++started) {
-    absl::Status s = stages[started]->StartStep(step_id, sequences);
+  InFlight step;
+  step.step_id = ++step_id_;
+  step.pipeline = pipeline;
+  for (const StepSequence& s : sequences) {
+    step.advance.emplace_back(s.slot, static_cast<int64_t>(s.tokens.size()));
+    step.samples += s.sample ? 1 : 0;
+    slots_[s.slot].in_flight = true;
+  }
+  // Fan out; the replies are collected by FinishStep. The first transport failure is reported
+  // at once: the supervisor cancels every stage's step path, so no wait outlasts it.
+  const int k = static_cast<int>(pipeline->stages.size());
+  for (; step.started < k; ++step.started) {
+    absl::Status s = pipeline->stages[step.started]->StartStep(step.step_id, sequences);
     if (!s.ok()) {
-      failure = InStage(started, s);
-      supervisor_->ReportBroken(pipeline->generation, failure);
+      step.failure = InStage(step.started, s);
+      supervisor_->ReportBroken(pipeline->generation, step.failure);
       break;
     }
   }
+  if (in_flight_.empty()) busy_since_ = absl::Now();
+  in_flight_.push_back(std::move(step));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SampledToken>> WorkerPool::FinishStep() {
+  if (in_flight_.empty()) return absl::FailedPreconditionError("FinishStep without a step in flight");
+  InFlight step = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  for (const auto& [slot, tokens] : step.advance) slots_[slot].in_flight = false;
+  const auto& stages = step.pipeline->stages;
+  const int k = static_cast<int>(stages.size());
+  const uint64_t generation = step.pipeline->generation;
+
   // The last stage answers last; waiting for it first means one wake-up of this thread per step,
   // and the earlier stages' answers are then read without waiting.
+  absl::Status failure = step.failure;
   std::vector<WorkerStepReply> replies(k);
-  for (int i = started - 1; i >= 0; --i) {
+  for (int i = step.started - 1; i >= 0; --i) {
     auto reply = stages[i]->FinishStep();
     if (reply.ok()) {
       replies[i] = std::move(reply).value();
     } else if (failure.ok()) {
       failure = InStage(i, reply.status());
-      supervisor_->ReportBroken(pipeline->generation, failure);
+      supervisor_->ReportBroken(generation, failure);
     }
   }
+  NoteBusy(replies);
   if (!failure.ok()) return Broken(failure);
 
   // The stage where the step failed first; the stages after it only relayed its error.
@@ -203,7 +236,7 @@ absl::StatusOr<std::vector<SampledToken>> WorkerPool::Step(
   if (failed >= 0) {
     const absl::Status s = InStage(failed, replies[failed].status);
     if (!IsRequestError(s)) {
-      supervisor_->ReportBroken(pipeline->generation, s);
+      supervisor_->ReportBroken(generation, s);
       return Broken(s);
     }
     if (failed == 0) return s;  // refused before any stage changed anything
@@ -211,20 +244,35 @@ absl::StatusOr<std::vector<SampledToken>> WorkerPool::Step(
         absl::StrCat("the step's slots are in an unknown state: ", s.message()));
   }
 
-  for (const StepSequence& s : sequences)
-    slots_[s.slot].n_past += static_cast<int64_t>(s.tokens.size());
+  for (const auto& [slot, tokens] : step.advance) {
+    if (slots_[slot].open && slots_[slot].generation == generation) slots_[slot].n_past += tokens;
+  }
   ReportKvBlocks();
   for (size_t i = 0; i < step_histograms_.size(); ++i) {
     step_histograms_[i]->Observe(static_cast<double>(replies[i].forward_us) * 1e-6);
   }
   std::vector<SampledToken> sampled = std::move(replies[k - 1].sampled);
-  size_t expected = 0;
-  for (const StepSequence& s : sequences) expected += s.sample ? 1 : 0;
-  if (sampled.size() != expected) {
+  if (sampled.size() != step.samples) {
     return absl::InternalError(
-        absl::StrCat("the last stage sampled ", sampled.size(), " tokens, expected ", expected));
+        absl::StrCat("the last stage sampled ", sampled.size(), " tokens, expected ", step.samples));
   }
   return sampled;
+}
+
+void WorkerPool::NoteBusy(const std::vector<WorkerStepReply>& replies) {
+  if (idle_gauges_.empty()) return;
+  for (size_t i = 0; i < replies.size() && i < stage_busy_us_.size(); ++i) stage_busy_us_[i] += replies[i].forward_us;
+  if (!in_flight_.empty()) return;  // the pipeline is still busy: its time is counted when it empties
+  const absl::Time now = absl::Now();
+  window_ += now - busy_since_;
+  busy_since_ = now;
+  if (window_ < absl::Seconds(1)) return;
+  const double window_us = absl::ToDoubleMicroseconds(window_);
+  for (size_t i = 0; i < idle_gauges_.size(); ++i) {
+    idle_gauges_[i]->Set(std::clamp(1.0 - static_cast<double>(stage_busy_us_[i]) / window_us, 0.0, 1.0));
+    stage_busy_us_[i] = 0;
+  }
+  window_ = absl::ZeroDuration();
 }
 
 absl::Status WorkerPool::SaveSnapshot(int slot, int64_t snapshot_id) {

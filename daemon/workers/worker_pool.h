@@ -1,8 +1,10 @@
 // WorkerPool: the StepExecutor over K moed-worker processes, one per pipeline stage. A Supervisor
 // starts, loads, watches and restarts the processes; the pool turns the scheduler's calls into
 // RPCs on the current pipeline. A step is sent to every stage at once over its step channel
-// (proto/step_channel.h); stage 0 embeds, activations flow stage to stage over Unix sockets, the
-// last stage samples, and the pool waits for every stage's answer.
+// (proto/step_channel.h); stage 0 embeds, activations flow stage to stage (Unix sockets, or NCCL
+// between GPUs), the last stage samples, and the pool waits for every stage's answer. Up to one
+// step per stage may be in flight (StartStep/FinishStep): stage 1 computes step t while stage 0
+// computes step t+1, and moed_worker_idle_ratio shows what is left of the pipeline bubble.
 //
 // The pool validates a step completely before any stage runs (open slots, token ids, top_logprobs,
 // context length), so InvalidArgument and ResourceExhausted leave every slot as it was. A slot
@@ -21,6 +23,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <span>
@@ -33,6 +36,7 @@
 #include "daemon/workers/worker_pool_options.h"
 
 namespace moed::metrics {
+class Gauge;
 class Histogram;
 }
 
@@ -51,6 +55,10 @@ class WorkerPool final : public StepExecutor {
   // Also succeeds for a slot lost in a restart (its state is gone already).
   absl::Status CloseSlot(int slot) override;
   absl::StatusOr<std::vector<SampledToken>> Step(std::span<const StepSequence> sequences) override;
+  // One step per stage in flight (the step channel or stream; the unary path takes one).
+  int max_steps_in_flight() const override;
+  absl::Status StartStep(std::span<const StepSequence> sequences) override;
+  absl::StatusOr<std::vector<SampledToken>> FinishStep() override;
   absl::Status SaveSnapshot(int slot, int64_t snapshot_id) override;
   absl::Status RestoreSnapshot(int slot, int64_t snapshot_id) override;
   absl::Status DropSnapshot(int64_t snapshot_id) override;
@@ -66,6 +74,16 @@ class WorkerPool final : public StepExecutor {
     bool open = false;
     uint64_t generation = 0;  // pipeline generation it was opened on
     int64_t n_past = 0;       // tokens the stages hold for it
+    bool in_flight = false;   // in a started step not yet finished
+  };
+  // A started step: what its end changes, and how far its fan-out got.
+  struct InFlight {
+    uint64_t step_id = 0;
+    std::shared_ptr<const WorkerPipeline> pipeline;
+    int started = 0;       // stages it was sent to
+    absl::Status failure;  // a transport failure while sending it
+    std::vector<std::pair<int, int64_t>> advance;  // slot, tokens added
+    size_t samples = 0;
   };
   struct KeptSnapshot {
     uint64_t generation = 0;
@@ -79,6 +97,9 @@ class WorkerPool final : public StepExecutor {
   absl::Status Validate(std::span<const StepSequence> sequences, uint64_t generation) const;
   // moed_kv_blocks_used: the blocks the open slots' tokens fill (the same in every stage).
   void ReportKvBlocks() const;
+  // Stage busy time for moed_worker_idle_ratio: the stages' compute time against the time the
+  // pipeline had a step in flight, over windows of at least a second.
+  void NoteBusy(const std::vector<WorkerStepReply>& replies);
   // A failed RPC on `generation`: if it looks like the transport, tells the supervisor.
   void NoteFailure(uint64_t generation, const absl::Status& status);
 
@@ -89,6 +110,11 @@ class WorkerPool final : public StepExecutor {
   std::map<int64_t, KeptSnapshot> snapshots_;
   uint64_t step_id_ = 0;
   std::vector<metrics::Histogram*> step_histograms_;  // per stage; empty without metrics
+  std::deque<InFlight> in_flight_;
+  std::vector<metrics::Gauge*> idle_gauges_;  // per stage; empty without metrics
+  std::vector<uint64_t> stage_busy_us_;
+  absl::Time busy_since_;
+  absl::Duration window_;
 };
 
 }  // namespace moed::daemon

@@ -37,6 +37,8 @@ struct WorkerPoolOptions {
   // ordinal (empty: 0 for every stage).
   std::string backend = "cpu";
   std::vector<int> stage_devices = {};
+  // LoadRequest.activation_link: "socket" or "nccl" (cuda stages only).
+  std::string activation_link = "socket";
   int threads_per_worker = 1;
   engine::StateCacheOptions cache = {};
 

@@ -192,6 +192,38 @@ TEST_P(PoolVsPipelineTest, GreedyTokensAndLogprobsMatch) {
   }
 }
 
+TEST_P(PoolVsPipelineTest, StepsInFlightTogetherMatchStepsOneAtATime) {
+  const int n_stages = GetParam();
+  auto pool = MakePool(Options(n_stages));
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->max_steps_in_flight(), n_stages);
+  Reference ref(n_stages);
+  for (int slot : {1, 3}) {
+    ASSERT_TRUE(pool->OpenSlot(slot, Greedy()).ok());
+    ref.Open(slot, Greedy());
+  }
+  std::vector<StepSequence> a = {{1, {5, 6, 7}, true, 2}}, b = {{3, {400, 500}, true, 2}};
+  for (int i = 0; i < 6; ++i) {
+    // Both started before either is finished: with two stages, stage 1 runs a while stage 0 runs b.
+    ASSERT_TRUE(pool->StartStep(a).ok());
+    if (n_stages > 1) {
+      EXPECT_EQ(pool->StartStep(a).code(), absl::StatusCode::kInvalidArgument);  // slot 1 is in flight
+      ASSERT_TRUE(pool->StartStep(b).ok());
+    }
+    auto got_a = pool->FinishStep();
+    auto got_b = n_stages > 1 ? pool->FinishStep() : pool->Step(b);
+    ASSERT_TRUE(got_a.ok()) << got_a.status();
+    ASSERT_TRUE(got_b.ok()) << got_b.status();
+    const std::vector<SampledToken> want_a = ref.Step(a, nullptr), want_b = ref.Step(b, nullptr);
+    EXPECT_EQ((*got_a)[0].token, want_a[0].token) << "step " << i;
+    EXPECT_EQ((*got_b)[0].token, want_b[0].token) << "step " << i;
+    EXPECT_NEAR((*got_a)[0].logprob, want_a[0].logprob, 1e-5);
+    a = {{1, {(*got_a)[0].token}, true, 2}};
+    b = {{3, {(*got_b)[0].token}, true, 2}};
+  }
+  EXPECT_EQ(pool->FinishStep().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_P(PoolVsPipelineTest, SeededSamplingWithPenaltiesMatches) {
   const int n_stages = GetParam();
   auto pool = MakePool(Options(n_stages));

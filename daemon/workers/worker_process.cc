@@ -78,12 +78,16 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view var(*e);
     bool inherited = true;
-    for (std::string_view drop : {"MOED_WORKER_PARENT_PID=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="}) {
+    for (std::string_view drop :
+         {"MOED_WORKER_PARENT_PID=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "NCCL_NVLS_ENABLE="}) {
       inherited = inherited && var.substr(0, drop.size()) != drop;
     }
     if (inherited) env_storage.emplace_back(var);
   }
   env_storage.push_back(absl::StrCat("MOED_WORKER_PARENT_PID=", getpid()));
+  // NVLink SHARP (multicast) buffers are not needed by point-to-point links and their set-up can
+  // fail or hang on shared machines: every worker's NCCL runs without them.
+  env_storage.push_back("NCCL_NVLS_ENABLE=0");
   std::vector<char*> envp;
   for (std::string& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);

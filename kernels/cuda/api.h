@@ -8,7 +8,8 @@
  * change adds moed_cuda_api_v2() beside it. 1.0: devices, memory, events, gemv, rms_norm;
  * 1.1 appends moe_decode, delta_rule_step and conv1d_step; 1.2 the rest of a qwen35moe layer
  * (attention, routing, DeltaNet input split, gated norm, pointwise ops, async copies), so that a
- * whole stage runs on the device.
+ * whole stage runs on the device; 1.3 attention over F16 K/V pools (attention_prep_kv,
+ * attention_kv) and NCCL links.
  *
  * Errors: every function returns 0 on success, otherwise a nonzero code (a cudaError_t value, or
  * MOED_CUDA_EINVAL for a rejected argument) and records a message that last_error() returns for
@@ -28,9 +29,11 @@ extern "C" {
 #endif
 
 #define MOED_CUDA_API_VERSION 1
-#define MOED_CUDA_API_MINOR_VERSION 2 /* the fields this header declares: 1.2 */
+#define MOED_CUDA_API_MINOR_VERSION 3 /* the fields this header declares: 1.3 */
 #define MOED_CUDA_EINVAL (-1)
+#define MOED_CUDA_ENCCL (-2) /* an NCCL failure, or NCCL absent */
 #define MOED_CUDA_MAX_GEMV_TOKENS 8
+#define MOED_CUDA_NCCL_ID_BYTES 128 /* sizeof(ncclUniqueId) */
 
 typedef struct MoedCudaDeviceInfo {
   char name[256];
@@ -167,7 +170,7 @@ typedef struct MoedCudaAttentionPrepArgs {
   const int32_t* kv_rows;   /* [n] */
   float* q;
   float* gate;
-  float* k_cache;
+  float* k_cache; /* float32 rows (attention_prep_kv: rows of kv_type elements) */
   float* v_cache;
 } MoedCudaAttentionPrepArgs;
 
@@ -186,7 +189,7 @@ typedef struct MoedCudaAttentionArgs {
   float scale;
   const float* q;
   const float* gate;
-  const float* k_cache;
+  const float* k_cache; /* float32 rows (attention_kv: rows of kv_type elements) */
   const float* v_cache;
   int64_t block_size;
   const int32_t* block_tables;
@@ -247,6 +250,16 @@ typedef struct MoedCudaGemmArgs {
   int64_t scratch_bytes;
   int32_t precision; /* MOED_CUDA_GEMM_F16 or MOED_CUDA_GEMM_F32 */
 } MoedCudaGemmArgs;
+
+/* ---- ABI 1.3: K/V cache element types (attention_prep_kv, attention_kv) ---------------------- */
+
+/* The element type of the k_cache / v_cache pools: float32, or IEEE binary16 (half the memory and
+ * half the bytes attention reads per key). F16 rows are rounded to nearest even when
+ * attention_prep_kv writes them and widened to float32 when attention_kv reads them; all arithmetic
+ * stays float32. With MOED_CUDA_KV_F16 the args' k_cache / v_cache point at binary16 elements
+ * (cast to float*), indexed as with float32: a row is n_kv_heads * head_dim elements. */
+#define MOED_CUDA_KV_F32 0
+#define MOED_CUDA_KV_F16 1
 
 typedef struct MoedCudaApiV1 {
   uint32_t version;     /* MOED_CUDA_API_VERSION */
@@ -334,6 +347,35 @@ typedef struct MoedCudaApiV1 {
    * (row_of < 0: skipped), x [n_tokens][n], row_of and weights [n_tokens][top_k]. */
   int (*moe_combine)(float* x, const float* rows, const int32_t* row_of, const float* weights, int64_t n_tokens,
                      int32_t top_k, int64_t n, void* stream);
+
+  /* 1.3: F16 K/V cache (present iff MOED_CUDA_API_HAS(api, attention_kv)) --------------------- */
+  /* attention_prep and attention over K/V pools of kv_type elements (MOED_CUDA_KV_*); with
+   * MOED_CUDA_KV_F32 they are exactly attention_prep and attention. */
+  int (*attention_prep_kv)(const MoedCudaAttentionPrepArgs* args, int32_t kv_type, void* stream);
+  int (*attention_kv)(const MoedCudaAttentionArgs* args, int32_t kv_type, void* stream);
+
+  /* 1.3: NCCL ------------------------------------------------------------------------------- */
+  /* Point-to-point links between pipeline stages (one GPU per process). libnccl.so.2 is dlopen'ed
+   * on first use; nccl_available returns 1 if it was found, else 0 (the other nccl_* then fail).
+   * Communicators are non-blocking (ncclConfig_t.blocking = 0), so that no call can hang a
+   * caller whose peer died: callers poll nccl_comm_status and stream_query against their own
+   * deadline and end a communicator with nccl_comm_abort. */
+  int (*nccl_available)(void);
+  /* A new communicator id (MOED_CUDA_NCCL_ID_BYTES bytes): rank 0 creates it and hands it to the
+   * other ranks out of band. */
+  int (*nccl_unique_id)(uint8_t* id);
+  /* Starts joining rank `rank` of an n_ranks communicator on the calling thread's device. */
+  int (*nccl_comm_init)(void** comm, int n_ranks, const uint8_t* id, int rank);
+  /* *pending = 1 while the communicator's last call (init, send, recv) is still being set up;
+   * nonzero return: the communicator failed (the message says why). */
+  int (*nccl_comm_status)(void* comm, int* pending);
+  /* Queue bytes to/from rank `peer` on `stream` (they complete when the peer posts the match). */
+  int (*nccl_send)(void* comm, const void* data, size_t bytes, int peer, void* stream);
+  int (*nccl_recv)(void* comm, void* data, size_t bytes, int peer, void* stream);
+  /* Cancels what is queued and frees the communicator: safe whatever the peer did. */
+  int (*nccl_comm_abort)(void* comm);
+  /* *done = 1 when everything queued on `stream` has finished, else 0. */
+  int (*stream_query)(void* stream, int* done);
 } MoedCudaApiV1;
 
 /* Whether a library's table has `field` (fields are only appended, struct_size says how far it

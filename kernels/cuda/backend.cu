@@ -87,14 +87,19 @@ int Conv1dStep(const MoedCudaConv1dArgs* args, void* stream) {
   return Conv1dStepLaunch(*args, stream);
 }
 
-int AttentionPrep(const MoedCudaAttentionPrepArgs* args, void* stream) {
+int AttentionPrepKv(const MoedCudaAttentionPrepArgs* args, int32_t kv_type, void* stream) {
   if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "attention_prep: null args");
-  return AttentionPrepLaunch(*args, stream);
+  return AttentionPrepLaunch(*args, kv_type, stream);
 }
-int Attention(const MoedCudaAttentionArgs* args, void* stream) {
+int AttentionKv(const MoedCudaAttentionArgs* args, int32_t kv_type, void* stream) {
   if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "attention: null args");
-  return AttentionLaunch(*args, stream);
+  return AttentionLaunch(*args, kv_type, stream);
 }
+// ABI 1.2's entry points: float32 pools.
+int AttentionPrep(const MoedCudaAttentionPrepArgs* args, void* stream) {
+  return AttentionPrepKv(args, MOED_CUDA_KV_F32, stream);
+}
+int Attention(const MoedCudaAttentionArgs* args, void* stream) { return AttentionKv(args, MOED_CUDA_KV_F32, stream); }
 int DeltaNetPrep(const MoedCudaDeltaNetPrepArgs* args, void* stream) {
   if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "deltanet_prep: null args");
   return DeltaNetPrepLaunch(*args, stream);
@@ -120,6 +125,11 @@ int StreamDestroy(void* stream) {
 }
 int StreamSynchronize(void* stream) {
   return FailCuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+}
+int StreamQuery(void* stream, int* done) {
+  const cudaError_t e = cudaStreamQuery(static_cast<cudaStream_t>(stream));
+  *done = e == cudaSuccess ? 1 : 0;
+  return e == cudaErrorNotReady ? 0 : FailCuda(e, "cudaStreamQuery");
 }
 int MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
   return FailCuda(cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
@@ -205,6 +215,17 @@ constexpr MoedCudaApiV1 kApi = {
     Gemm,
     DequantizeF16Launch,
     MoeCombineLaunch,
+    // ABI 1.3
+    AttentionPrepKv,
+    AttentionKv,
+    NcclAvailable,
+    NcclUniqueId,
+    NcclCommInit,
+    NcclCommStatus,
+    NcclSend,
+    NcclRecv,
+    NcclCommAbort,
+    StreamQuery,
 };
 
 }  // namespace

@@ -1,9 +1,9 @@
 // The ABI 1.2 kernels against their CPU twins on random inputs of several shapes: attention input
 // preparation (cpu::RmsNorm + cpu::RopeMultiNeox) and paged attention with the output gate
-// (cpu::AttentionPaged), MoE routing (cpu::RouteTopK), the DeltaNet input split (cpu::L2Normalize
-// and the CPU engine's loops), the gated RMSNorm and the pointwise ops, and the prefill GEMM
-// (cpu::MatMulReference) with its MoE combine. Without a GPU every case
-// skips with the loader's message.
+// (cpu::AttentionPaged; float32 and, ABI 1.3, F16 K/V pools), MoE routing (cpu::RouteTopK), the
+// DeltaNet input split (cpu::L2Normalize and the CPU engine's loops), the gated RMSNorm and the
+// pointwise ops, and the prefill GEMM (cpu::MatMulReference) with its MoE combine. Without a GPU
+// every case skips with the loader's message.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -43,6 +43,17 @@ double Err(const std::vector<float>& a, const std::vector<float>& b) {
   return worst;
 }
 
+// n cache elements of a K/V pool as float32 (F16 pools widened exactly).
+std::vector<float> DownloadKv(const DeviceBuffer& b, size_t n, bool f16) {
+  if (!f16) return Download<float>(b, n);
+  const std::vector<uint16_t> halves = Download<uint16_t>(b, n);
+  std::vector<float> out(n);
+  std::transform(halves.begin(), halves.end(), out.begin(), Fp16ToFp32);
+  return out;
+}
+
+float RoundToHalf(float x) { return Fp16ToFp32(Fp32ToFp16(x)); }
+
 struct AttnShape {
   int64_t n_heads, n_kv_heads, head_dim, n_rot;
   std::vector<int> lengths;  // per sequence: tokens already cached + new tokens in this step
@@ -53,9 +64,13 @@ struct AttnShape {
 // cache rows and the attention output against the CPU twins. Tolerance: float32 on both sides with
 // a different summation order: RMSNorm ~1e-6, RoPE angles from the same float theta through cosf
 // and sinf (<= 2 ulp), attention softmax over <= 300 keys: 2e-5 relative is a comfortable bound.
-double CheckAttention(const AttnShape& s, std::mt19937& rng) {
+// f16: F16 pools through ABI 1.3's attention_prep_kv / attention_kv (else float32 pools through
+// 1.2's attention_prep / attention). The cache rows are then checked against the CPU's rows rounded
+// to half (below); the attention twin reads the device's rows, so its bound stays 2e-5.
+double CheckAttention(const AttnShape& s, bool f16, std::mt19937& rng) {
   const CudaLibrary& lib = *GetBackend().lib;
   const int64_t nh = s.n_heads, nkv = s.n_kv_heads, hd = s.head_dim, bs = 16;
+  const int64_t kv_bytes = f16 ? 2 : 4;
   const int n_seqs = static_cast<int>(s.lengths.size());
   const float theta_scale = std::pow(1e7f, -2.0f / static_cast<float>(s.n_rot));
   const std::array<int32_t, 4> sections = {11, 11, 10, 0};
@@ -76,11 +91,11 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
     }
   }
   const int64_t rows = static_cast<int64_t>(pool.size()) * bs;
-  DeviceBuffer dk_cache(rows * nkv * hd * 4), dv_cache(rows * nkv * hd * 4), dtables(tables.size() * 4);
+  DeviceBuffer dk_cache(rows * nkv * hd * kv_bytes), dv_cache(rows * nkv * hd * kv_bytes), dtables(tables.size() * 4);
   dtables.Upload(tables.data());
   std::vector<float> k_cache(rows * nkv * hd, 0.0f), v_cache(rows * nkv * hd, 0.0f);
-  dk_cache.Upload(k_cache.data());
-  dv_cache.Upload(v_cache.data());
+  EXPECT_EQ(lib.api().memset_device(dk_cache.get<void>(), 0, rows * nkv * hd * kv_bytes), 0);
+  EXPECT_EQ(lib.api().memset_device(dv_cache.get<void>(), 0, rows * nkv * hd * kv_bytes), 0);
   const std::vector<float> q_norm = Normal(hd, rng, 0.3f), k_norm = Normal(hd, rng, 0.3f);
   DeviceBuffer dq_norm(hd * 4), dk_norm(hd * 4);
   dq_norm.Upload(q_norm.data());
@@ -111,7 +126,8 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
   p.q_norm = dq_norm.get<float>(), p.k_norm = dk_norm.get<float>();
   p.positions = dpos.get<int32_t>(), p.kv_rows = drows.get<int32_t>();
   p.q = dq.get<float>(), p.gate = dgate.get<float>(), p.k_cache = dk_cache.get<float>(), p.v_cache = dv_cache.get<float>();
-  EXPECT_EQ(lib.api().attention_prep(&p, nullptr), 0) << lib.api().last_error();
+  EXPECT_EQ(f16 ? lib.api().attention_prep_kv(&p, MOED_CUDA_KV_F16, nullptr) : lib.api().attention_prep(&p, nullptr), 0)
+      << lib.api().last_error();
   Sync();
 
   // CPU twin of prep.
@@ -132,12 +148,31 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
   double worst = 0;
   worst = std::max(worst, Err(Download<float>(dq, q_ref.size()), q_ref));
   worst = std::max(worst, Err(Download<float>(dgate, gate_ref.size()), gate_ref));
-  worst = std::max(worst, Err(Download<float>(dk_cache, k_cache.size()), k_cache));
-  worst = std::max(worst, Err(Download<float>(dv_cache, v_cache.size()), v_cache));
+  const std::vector<float> k_dev = DownloadKv(dk_cache, k_cache.size(), f16), v_dev = DownloadKv(dv_cache, v_cache.size(), f16);
+  if (!f16) {
+    worst = std::max(worst, Err(k_dev, k_cache));
+    worst = std::max(worst, Err(v_dev, v_cache));
+  } else {
+    // K: the device rounds its own float32 result, which is within float32 error (2e-5 above) of
+    // the CPU's, to nearest even: at most half an F16 ulp, 2^-11 of |k|, from it. Both roundings
+    // agree except for values that close to a rounding boundary, which are rare (< 1%); a
+    // truncating or misplaced store fails one bound or the other.
+    double k_err = 0;
+    size_t k_off = 0;
+    for (size_t i = 0; i < k_cache.size(); ++i) {
+      k_err = std::max(k_err, std::fabs(double{k_dev[i]} - k_cache[i]) / (1.0 + std::fabs(k_cache[i])));
+      k_off += k_dev[i] != RoundToHalf(k_cache[i]) ? 1 : 0;
+    }
+    EXPECT_LE(k_err, 0x1.0p-11 + 2e-5) << "F16 K rows";
+    EXPECT_LE(k_off, k_cache.size() / 100) << "F16 K rows rounded differently from the CPU's";
+    // V is stored as given: exactly the host's rounding.
+    size_t v_off = 0;
+    for (size_t i = 0; i < v_cache.size(); ++i) v_off += v_dev[i] != RoundToHalf(v_cache[i]) ? 1 : 0;
+    EXPECT_EQ(v_off, 0u) << "F16 V rows";
+  }
 
   // Attention of the step's tokens (q and gate rows of the step taken from the prep output).
   const std::vector<float> q_all = Download<float>(dq, q_ref.size()), gate_all = Download<float>(dgate, gate_ref.size());
-  const std::vector<float> k_dev = Download<float>(dk_cache, k_cache.size()), v_dev = Download<float>(dv_cache, v_cache.size());
   std::vector<float> q_step, gate_step;
   for (int64_t t = 0; t < n; ++t) {
     if (positions[t] >= s.lengths[slots[t]] - s.new_tokens[slots[t]]) {
@@ -164,7 +199,8 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
   for (bool split : {false, true}) {
     a.partials = split ? dpartials.get<float>() : nullptr;
     a.partials_floats = split ? partials_floats : 0;
-    EXPECT_EQ(lib.api().attention(&a, nullptr), 0) << lib.api().last_error();
+    EXPECT_EQ(f16 ? lib.api().attention_kv(&a, MOED_CUDA_KV_F16, nullptr) : lib.api().attention(&a, nullptr), 0)
+        << lib.api().last_error();
     Sync();
     outs.push_back(Download<float>(dout, m * nh * hd));
   }
@@ -183,21 +219,38 @@ double CheckAttention(const AttnShape& s, std::mt19937& rng) {
   return worst;
 }
 
-TEST(CudaAttentionTest, PrepAndPagedAttentionMatchCpu) {
-  MOED_REQUIRE_GPU();
-  ASSERT_TRUE(GetBackend().lib->HasAbi12());
-  const std::vector<AttnShape> shapes = {
+const std::vector<AttnShape>& AttnShapes() {
+  static const auto* shapes = new std::vector<AttnShape>{
       {16, 2, 256, 64, {1, 40, 300}, {1, 1, 1}},  // 35B-A3B heads, decode of three sequences
       {16, 2, 256, 64, {2100}, {1}},              // decode at a long context: 9 key splits
       {32, 2, 128, 32, {700, 5}, {1, 5}},         // 16 query heads per kv head: two head chunks
       {16, 2, 256, 64, {33, 70}, {33, 5}},         // a prefill and a 5-token extension
       {4, 2, 32, 8, {9, 64}, {9, 1}},              // tiny-a heads
       {6, 3, 16, 4, {17, 150}, {17, 150}},         // tiny-b heads, two prefills
+      {4, 1, 13, 4, {37, 3}, {37, 1}},             // odd rows: F16 heads start at odd elements
   };
+  return *shapes;
+}
+
+TEST(CudaAttentionTest, PrepAndPagedAttentionMatchCpu) {
+  MOED_REQUIRE_GPU();
+  ASSERT_TRUE(GetBackend().lib->HasAbi12());
   std::mt19937 rng(21);
   double worst = 0;
-  for (const AttnShape& s : shapes) worst = std::max(worst, CheckAttention(s, rng));
+  for (const AttnShape& s : AttnShapes()) worst = std::max(worst, CheckAttention(s, /*f16=*/false, rng));
   std::printf("[ attention ] max |gpu - cpu| / (1 + |cpu|) = %.3g\n", worst);
+  EXPECT_LE(worst, 2e-5);
+}
+
+// The same with F16 pools (ABI 1.3): q, gate and the attention output keep the float32 bound;
+// CheckAttention checks the F16 rows themselves.
+TEST(CudaAttentionTest, F16KvPrepAndPagedAttentionMatchCpu) {
+  MOED_REQUIRE_GPU();
+  ASSERT_TRUE(GetBackend().lib->HasF16Kv());
+  std::mt19937 rng(22);
+  double worst = 0;
+  for (const AttnShape& s : AttnShapes()) worst = std::max(worst, CheckAttention(s, /*f16=*/true, rng));
+  std::printf("[ attention, F16 K/V ] max |gpu - cpu| / (1 + |cpu|) = %.3g\n", worst);
   EXPECT_LE(worst, 2e-5);
 }
 

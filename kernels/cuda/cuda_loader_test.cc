@@ -82,5 +82,28 @@ TEST(CudaLoaderTest, NoDeviceRequiredStillReportsTheDriver) {
   EXPECT_THAT(std::string((*lib)->api().build_info), HasSubstr("CUDA"));
 }
 
+// ABI 1.3's F16 K/V entry points are in the table of the library built from this tree, and their
+// argument checks (which run before any CUDA call, so without a GPU too) reject an unknown kv_type.
+TEST(CudaLoaderTest, F16KvEntryPointsCheckTheirArguments) {
+  LoadOptions options;
+  options.require_device = false;
+  const auto lib = CudaLibrary::Load(options);
+  if (!lib.ok()) GTEST_SKIP() << lib.status();
+  ASSERT_TRUE((*lib)->HasAbi12());
+  ASSERT_TRUE((*lib)->HasF16Kv());
+  const MoedCudaApiV1& api = (*lib)->api();
+  EXPECT_EQ(api.attention_prep_kv(nullptr, MOED_CUDA_KV_F16, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_EQ(api.attention_kv(nullptr, MOED_CUDA_KV_F16, nullptr), MOED_CUDA_EINVAL);
+  MoedCudaAttentionPrepArgs prep{};
+  EXPECT_EQ(api.attention_prep_kv(&prep, 7, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("unknown kv_type 7"));
+  MoedCudaAttentionArgs attn{};
+  EXPECT_EQ(api.attention_kv(&attn, -1, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("unknown kv_type -1"));
+  // Known types still check the shapes: all-zero arguments are rejected, nothing is launched.
+  EXPECT_EQ(api.attention_kv(&attn, MOED_CUDA_KV_F16, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("bad sizes"));
+}
+
 }  // namespace
 }  // namespace moed::cuda

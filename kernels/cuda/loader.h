@@ -66,6 +66,10 @@ class CudaLibrary {
   bool HasAbi11() const { return MOED_CUDA_API_HAS(api_, conv1d_step); }
   // ABI 1.2: the rest of a layer (attention, routing, ...), which a whole stage on the GPU needs.
   bool HasAbi12() const { return MOED_CUDA_API_HAS(api_, moe_combine); }
+  // ABI 1.3's attention over F16 K/V pools (attention_prep_kv, attention_kv).
+  bool HasF16Kv() const { return MOED_CUDA_API_HAS(api_, attention_kv); }
+  // ABI 1.3's NCCL links (nccl_*, stream_query).
+  bool HasNccl() const { return MOED_CUDA_API_HAS(api_, stream_query); }
   // api().moe_decode / delta_rule_step / conv1d_step through Check().
   absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
   absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;

@@ -4,6 +4,7 @@
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -42,8 +43,9 @@ bool MoeSupportsType(uint32_t ggml_type);
 int MoeDecodeLaunch(const MoedCudaMoeArgs& args, void* stream);
 int DeltaRuleStepLaunch(const MoedCudaDeltaRuleArgs& args, void* stream);
 int Conv1dStepLaunch(const MoedCudaConv1dArgs& args, void* stream);
-int AttentionPrepLaunch(const MoedCudaAttentionPrepArgs& args, void* stream);
-int AttentionLaunch(const MoedCudaAttentionArgs& args, void* stream);
+// kv_type: MOED_CUDA_KV_F32 or MOED_CUDA_KV_F16, the element type of args.k_cache / v_cache.
+int AttentionPrepLaunch(const MoedCudaAttentionPrepArgs& args, int32_t kv_type, void* stream);
+int AttentionLaunch(const MoedCudaAttentionArgs& args, int32_t kv_type, void* stream);
 int RouteTopKLaunch(const float* logits, int64_t n_tokens, int64_t n_expert, int32_t k, int32_t* ids,
                     float* weights, void* stream);
 int DeltaNetPrepLaunch(const MoedCudaDeltaNetPrepArgs& args, void* stream);
@@ -58,6 +60,14 @@ int DequantizeF16Launch(uint32_t type, const void* w, uint64_t row_bytes, int64_
 int MoeCombineLaunch(float* x, const float* rows, const int32_t* row_of, const float* weights, int64_t n_tokens,
                      int32_t top_k, int64_t n, void* stream);
 int GatherRowsLaunch(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst, void* stream);
+// nccl.cc: ABI 1.3's links (api.h).
+int NcclAvailable();
+int NcclUniqueId(uint8_t* id);
+int NcclCommInit(void** comm, int n_ranks, const uint8_t* id, int rank);
+int NcclCommStatus(void* comm, int* pending);
+int NcclSend(void* comm, const void* data, size_t bytes, int peer, void* stream);
+int NcclRecv(void* comm, void* data, size_t bytes, int peer, void* stream);
+int NcclCommAbort(void* comm);
 
 }  // namespace moed::cuda
 

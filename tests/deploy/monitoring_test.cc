@@ -122,6 +122,7 @@ TEST_F(DeployMonitoringTest, DashboardNamesOnlyExportedMetrics) {
         "moed_inter_token_latency_seconds_bucket", "moed_queue_length", "moed_running_sequences",
         "moed_slots_used", "moed_kv_blocks_used", "moed_prefix_cache_hits_total",
         "moed_worker_step_duration_seconds_bucket", "moed_worker_memory_bytes", "moed_worker_restarts_total",
+        "moed_worker_idle_ratio",
         "moed_phase_info", "moed_budget_info"}) {
     EXPECT_TRUE(used.contains(wanted)) << "the dashboard does not show " << wanted;
   }

@@ -1,4 +1,5 @@
-// The daemon end to end: the real `moed` binary with two CPU worker processes, on loopback, serving
+// The daemon end to end: the real `moed` binary with two CPU worker processes (or GPU ones: see
+// Devices()), on loopback, serving
 // the tiny demo model (random weights, the real Qwen3.5 tokenizer and chat template) that the
 // test makes with `moed-model synth`. These are the acceptance scenarios: concurrent
 // streams, a worker killed mid-stream, SIGTERM with streams in flight.
@@ -51,7 +52,7 @@ class DaemonTest : public ::testing::Test {
     std::ofstream(config) << "server:\n  listen: 127.0.0.1:0\n  sse_keepalive: 1s\n"
                           << "admin:\n  socket: " << *dir_ << "/admin.sock\n"
                           << "model:\n  path: " << *dir_ << "/demo.gguf\n  name: demo\n"
-                          << "devices:\n  backends: [cpu]\n"
+                          << Devices()
                           << "workers:\n  cpu_stages: 2\n  threads: 1\n  health_check_interval: 200ms\n"
                           << "  restart_backoff_initial: 100ms\n  restart_backoff_max: 1s\n"
                           << "scheduler:\n  max_running: 16\n  max_batch_tokens: 512\n  prefill_chunk: 128\n"
@@ -60,6 +61,14 @@ class DaemonTest : public ::testing::Test {
     auto moed = MoedProcess::Start(config, *dir_ + "/moed.log");
     ASSERT_TRUE(moed.ok()) << moed.status();
     moed_ = std::make_unique<MoedProcess>(std::move(moed).value());
+  }
+
+  // Two CPU stages; on a machine with GPUs, MOED_TEST_CUDA_DEVICES="cuda:0,cuda:1" runs the same
+  // scenarios with a stage per GPU (NCCL between them).
+  static std::string Devices() {
+    const char* gpus = std::getenv("MOED_TEST_CUDA_DEVICES");
+    if (gpus == nullptr || gpus[0] == '\0') return "devices:\n  backends: [cpu]\n";
+    return absl::StrCat("devices:\n  backends: [cuda]\n  ids: [", gpus, "]\n");
   }
 
   static std::string ChatBody(int max_tokens, bool stream) {

@@ -35,7 +35,7 @@ void CpuStageEngine::MatMul(const cpu::WeightMatrix& w, const float* x, int64_t 
 absl::Status CpuStageEngine::Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                                      std::vector<float>* hidden_out, std::vector<float>* logits) {
   std::vector<Rows> rows;
-  RETURN_IF_ERROR(BeginStep(sequences, hidden_in, &rows));
+  RETURN_IF_ERROR(BeginStep(sequences, static_cast<int64_t>(hidden_in.size()), &rows));
   const int64_t H = hp_.n_embd;
   const int64_t n = rows.back().begin + rows.back().count;
 

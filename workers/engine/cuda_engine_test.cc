@@ -6,9 +6,11 @@
 #include <cstring>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/base/half.h"
 #include "kernels/cpu/sampling.h"
 #include "kernels/cuda/loader.h"
 #include "loader/safetensors.h"
@@ -246,6 +248,40 @@ TEST_F(CudaEngineTest, LongDecodeMatchesTheCpuEngine) {
   EXPECT_LE(worst, 1e-3);
 }
 
+TEST_F(CudaEngineTest, ActivationsKeptOnTheDeviceEqualTheHostPath) {
+  // Two stages on one GPU handing rows over in device memory (ForwardOnDevice, as stages linked
+  // over NCCL do) against the same two stages through host memory (Forward).
+  auto split = SplitLayers(model_->description, 2);
+  ASSERT_TRUE(split.ok());
+  std::unique_ptr<StageEngine> first[2], last[2];  // [0]: host rows, [1]: device rows
+  for (int i = 0; i < 2; ++i) {
+    auto a = StageEngine::Create(*model_, (*split)[0].first, (*split)[0].second, Options(Backend::kCuda));
+    auto b = StageEngine::Create(*model_, (*split)[1].first, (*split)[1].second, Options(Backend::kCuda));
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+    first[i] = std::move(a).value();
+    last[i] = std::move(b).value();
+    ASSERT_TRUE(first[i]->AcquireSlot(0).ok() && last[i]->AcquireSlot(0).ok());
+    ASSERT_TRUE(first[i]->AcquireSlot(3).ok() && last[i]->AcquireSlot(3).ok());
+  }
+  std::vector<SequenceStep> step = {{0, Ids(20, 1), LogitsWanted::kLast}, {3, Ids(2, 2), LogitsWanted::kLast}};
+  for (int n = 0; n < 4; ++n) {
+    std::vector<float> hidden, host_logits, device_logits, unused;
+    { auto st = first[0]->Forward(step, {}, &hidden, &unused); ASSERT_TRUE(st.ok()) << st; }
+    { auto st = last[0]->Forward(step, hidden, nullptr, &host_logits); ASSERT_TRUE(st.ok()) << st; }
+    StageEngine::DeviceRows rows;
+    { auto st = first[1]->ForwardOnDevice(step, {}, &rows, &unused); ASSERT_TRUE(st.ok()) << st; }
+    EXPECT_EQ(rows.floats, static_cast<int64_t>(hidden.size()));
+    { auto st = last[1]->ForwardOnDevice(step, rows, nullptr, &device_logits); ASSERT_TRUE(st.ok()) << st; }
+    ASSERT_EQ(device_logits.size(), host_logits.size());
+    EXPECT_EQ(MaxAbs(device_logits, host_logits.data(), host_logits.size()), 0.0) << "step " << n;
+    // A wrong row count is refused, as on the host path.
+    EXPECT_EQ(last[1]->ForwardOnDevice(step, {rows.data, rows.floats - 1}, nullptr, &device_logits).code(),
+              absl::StatusCode::kInvalidArgument);
+    const int32_t next = cpu::Argmax(std::span<const float>(host_logits).first(static_cast<size_t>(last[0]->n_vocab())));
+    step = {{0, {next}, LogitsWanted::kLast}, {3, {7}, LogitsWanted::kLast}};
+  }
+}
+
 TEST(CudaF16PrefillTest, F16PrefillOnTinyAStaysCloseToTheCpuEngine) {
   // The fast default: F16 tensor-core GEMMs (dense and grouped experts) for prefill steps.
   MOED_REQUIRE_GPU();
@@ -285,6 +321,41 @@ TEST_F(CudaEngineTest, SnapshotRestoreReplaysTheSameContinuation) {
   ASSERT_TRUE(cpu_slot.ok());
   ASSERT_TRUE((*cpu)->Restore(*cpu_slot, *snap).ok());
   EXPECT_LE(RelErr(Step(**cpu, *cpu_slot, {11, 12, 13}, LogitsWanted::kAll), first.data(), first.size()), 1e-3);
+}
+
+TEST_F(CudaEngineTest, CpuSnapshotRestoresOnTheGpuRoundedToF16) {
+  // The other direction: float32 K/V from the CPU engine go into the GPU's F16 pools.
+  auto cpu = Pipeline::Create(*model_, 1, Options(Backend::kCpu));
+  ASSERT_TRUE(cpu.ok());
+  auto c = (*cpu)->AllocateSlot();
+  auto g = gpu_->AllocateSlot();
+  ASSERT_TRUE(c.ok() && g.ok());
+  Step(**cpu, *c, Ids(40, 7), LogitsWanted::kLast);
+  auto snap = (*cpu)->Snapshot(*c);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  ASSERT_TRUE(gpu_->Restore(*g, *snap).ok());
+  // Taken back, the K/V rows are the CPU's rounded to nearest even F16 (and widened exactly); the
+  // recurrent state comes back as it went in.
+  auto back = gpu_->Snapshot(*g);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 1u);
+  const SlotSnapshot &in = snap->front(), &out = back->front();
+  EXPECT_EQ(out.n_past, 40);
+  EXPECT_EQ(out.recurrent, in.recurrent);
+  ASSERT_EQ(out.keys.size(), in.keys.size());
+  size_t elements = 0, differ = 0;
+  for (size_t l = 0; l < in.keys.size(); ++l) {
+    for (auto [a, b] : {std::pair{&in.keys[l], &out.keys[l]}, std::pair{&in.values[l], &out.values[l]}}) {
+      ASSERT_EQ(a->size(), b->size()) << "layer " << l;
+      for (size_t i = 0; i < a->size(); ++i) differ += (*b)[i] != Fp16ToFp32(Fp32ToFp16((*a)[i])) ? 1 : 0;
+      elements += a->size();
+    }
+  }
+  EXPECT_GT(elements, 0u);  // the stage has full-attention layers
+  EXPECT_EQ(differ, 0u) << "of " << elements << " K/V elements";
+  // The continuation agrees with the CPU's as the GPU-to-CPU one does.
+  const std::vector<float> want = Step(**cpu, *c, {11, 12, 13}, LogitsWanted::kAll);
+  EXPECT_LE(RelErr(Step(*gpu_, *g, {11, 12, 13}, LogitsWanted::kAll), want.data(), want.size()), 1e-3);
 }
 
 TEST_F(CudaEngineTest, ErrorsLeaveTheSlotUsable) {

@@ -6,11 +6,14 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "kernels/base/half.h"
 #include "kernels/base/log.h"
 #include "kernels/base/status_macros.h"
 #include "kernels/base/strings.h"
@@ -20,6 +23,10 @@ namespace moed::engine {
 namespace {
 
 uint32_t TypeId(GgmlType type) { return static_cast<uint32_t>(type); }
+
+// K/V pool elements are binary16 (MOED_CUDA_KV_F16): the 2 bytes an element that the planner
+// sizes GPU stages with (daemon/planner/planner.cc, TryGpus).
+constexpr uint64_t kKvElementBytes = sizeof(uint16_t);
 
 }  // namespace
 
@@ -43,9 +50,9 @@ absl::Status CudaStageEngine::Check(int rc, std::string_view what) const {
 absl::StatusOr<std::unique_ptr<StageEngine>> CudaStageEngine::Create(const LoadedModel& model, StageWeights weights,
                                                                      const EngineOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaLibrary> lib, cuda::CudaLibrary::Load({}));
-  if (!lib->HasAbi12()) {
+  if (!lib->HasAbi12() || !lib->HasF16Kv()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(lib->path(), " is older than ABI 1.2, which the CUDA stage engine needs"));
+        absl::StrCat(lib->path(), " is older than ABI 1.3 (F16 K/V), which the CUDA stage engine needs"));
   }
   if (options.device < 0 || options.device >= lib->device_count()) {
     return absl::UnavailableError(
@@ -140,7 +147,8 @@ absl::Status CudaStageEngine::Init() {
       need += static_cast<uint64_t>(RowBytes(e->type, e->n_in)) * e->n_out * hp_.n_expert;
     }
     need += w.kind == LayerKind::kFullAttention
-                ? static_cast<uint64_t>(cache.kv_blocks * cache.kv_block_size) * (kv_row_floats_k_ + kv_row_floats_v_) * 4
+                ? static_cast<uint64_t>(cache.kv_blocks * cache.kv_block_size) * (kv_row_floats_k_ + kv_row_floats_v_) *
+                      kKvElementBytes
                 : slots * (conv_floats_ + delta_floats_) * 4;
   }
   size_t free_bytes = 0, total_bytes = 0;
@@ -164,10 +172,10 @@ absl::Status CudaStageEngine::Init() {
       ASSIGN_OR_RETURN(l.q_norm, UploadVector(w.q_norm));
       ASSIGN_OR_RETURN(l.k_norm, UploadVector(w.k_norm));
       const uint64_t rows = static_cast<uint64_t>(cache.kv_blocks * cache.kv_block_size);
-      ASSIGN_OR_RETURN(void* k, Allocate(rows * kv_row_floats_k_ * sizeof(float)));
-      ASSIGN_OR_RETURN(void* v, Allocate(rows * kv_row_floats_v_ * sizeof(float)));
-      l.k_cache = static_cast<float*>(k), l.v_cache = static_cast<float*>(v);
-      state_bytes_ += rows * (kv_row_floats_k_ + kv_row_floats_v_) * sizeof(float);
+      ASSIGN_OR_RETURN(void* k, Allocate(rows * kv_row_floats_k_ * kKvElementBytes));
+      ASSIGN_OR_RETURN(void* v, Allocate(rows * kv_row_floats_v_ * kKvElementBytes));
+      l.k_cache = static_cast<uint16_t*>(k), l.v_cache = static_cast<uint16_t*>(v);
+      state_bytes_ += rows * (kv_row_floats_k_ + kv_row_floats_v_) * kKvElementBytes;
     } else {
       ASSIGN_OR_RETURN(l.w_mix, UploadMatrix(w.w_mix));
       ASSIGN_OR_RETURN(l.w_z, UploadMatrix(w.w_z));
@@ -333,15 +341,19 @@ absl::StatusOr<SlotSnapshot> CudaStageEngine::Snapshot(int slot) const {
                                               delta_floats_ * 4), "copy"));
       continue;
     }
-    snap.keys[i].resize(snap.n_past * kv_row_floats_k_);
-    snap.values[i].resize(snap.n_past * kv_row_floats_v_);
+    // The slot's F16 rows, gathered block by block, widened to the snapshot's float32 (the layout
+    // every backend restores; exact).
     const std::vector<int32_t>& blocks = cache_->blocks(slot);
-    for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
-      const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
-      RETURN_IF_ERROR(Check(api_.copy_to_host(snap.keys[i].data() + p0 * kv_row_floats_k_,
-                                              l.k_cache + row0 * kv_row_floats_k_, rows * kv_row_floats_k_ * 4), "copy"));
-      RETURN_IF_ERROR(Check(api_.copy_to_host(snap.values[i].data() + p0 * kv_row_floats_v_,
-                                              l.v_cache + row0 * kv_row_floats_v_, rows * kv_row_floats_v_ * 4), "copy"));
+    for (auto [pool, row_elems, out] : {std::tuple{l.k_cache, kv_row_floats_k_, &snap.keys[i]},
+                                        std::tuple{l.v_cache, kv_row_floats_v_, &snap.values[i]}}) {
+      std::vector<uint16_t> halves(snap.n_past * row_elems);
+      for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
+        const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
+        RETURN_IF_ERROR(Check(api_.copy_to_host(halves.data() + p0 * row_elems, pool + row0 * row_elems,
+                                                rows * row_elems * kKvElementBytes), "copy"));
+      }
+      out->resize(halves.size());
+      std::transform(halves.begin(), halves.end(), out->begin(), Fp16ToFp32);
     }
   }
   return snap;
@@ -373,13 +385,17 @@ absl::Status CudaStageEngine::Restore(int slot, const SlotSnapshot& snap) {
                                                 delta_floats_ * 4), "copy"));
       continue;
     }
+    // float32 rows (from any backend) rounded to the pools' F16, to nearest even as the kernels do.
     const std::vector<int32_t>& blocks = cache_->blocks(slot);
-    for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
-      const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
-      RETURN_IF_ERROR(Check(api_.copy_to_device(l.k_cache + row0 * kv_row_floats_k_,
-                                                snap.keys[i].data() + p0 * kv_row_floats_k_, rows * kv_row_floats_k_ * 4), "copy"));
-      RETURN_IF_ERROR(Check(api_.copy_to_device(l.v_cache + row0 * kv_row_floats_v_,
-                                                snap.values[i].data() + p0 * kv_row_floats_v_, rows * kv_row_floats_v_ * 4), "copy"));
+    for (auto [pool, row_elems, in] : {std::tuple{l.k_cache, kv_row_floats_k_, &snap.keys[i]},
+                                       std::tuple{l.v_cache, kv_row_floats_v_, &snap.values[i]}}) {
+      std::vector<uint16_t> halves(in->size());
+      std::transform(in->begin(), in->end(), halves.begin(), Fp32ToFp16);
+      for (int64_t p0 = 0; p0 < snap.n_past; p0 += bs) {
+        const int64_t rows = std::min(bs, snap.n_past - p0), row0 = int64_t{blocks[p0 / bs]} * bs;
+        RETURN_IF_ERROR(Check(api_.copy_to_device(pool + row0 * row_elems, halves.data() + p0 * row_elems,
+                                                  rows * row_elems * kKvElementBytes), "copy"));
+      }
     }
   }
   // As in AcquireSlot: the copies must land before the engine's stream reads the state.
@@ -388,8 +404,18 @@ absl::Status CudaStageEngine::Restore(int slot, const SlotSnapshot& snap) {
 
 absl::Status CudaStageEngine::Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                                       std::vector<float>* hidden_out, std::vector<float>* logits) {
+  return Run(sequences, {hidden_in.data(), static_cast<int64_t>(hidden_in.size())}, hidden_out, nullptr, logits);
+}
+
+absl::Status CudaStageEngine::ForwardOnDevice(std::span<const SequenceStep> sequences, DeviceRows hidden_in,
+                                              DeviceRows* hidden_out, std::vector<float>* logits) {
+  return Run(sequences, hidden_in, nullptr, hidden_out, logits);
+}
+
+absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, DeviceRows hidden_in,
+                                  std::vector<float>* host_out, DeviceRows* device_out, std::vector<float>* logits) {
   std::vector<Rows> rows;
-  RETURN_IF_ERROR(BeginStep(sequences, hidden_in, &rows));
+  RETURN_IF_ERROR(BeginStep(sequences, hidden_in.floats, &rows));
   RETURN_IF_ERROR(Check(api_.set_device(device_), "cudaSetDevice"));
   const int64_t n = rows.back().begin + rows.back().count, H = hp_.n_embd;
   RETURN_IF_ERROR(Reserve(n));
@@ -438,7 +464,8 @@ absl::Status CudaStageEngine::Forward(std::span<const SequenceStep> sequences, s
     }
     RETURN_IF_ERROR(upload(s_.x, x.data(), x.size() * sizeof(float)));
   } else {
-    RETURN_IF_ERROR(upload(s_.x, hidden_in.data(), hidden_in.size() * sizeof(float)));
+    // Host or device memory alike: the copy's direction follows from the pointer.
+    RETURN_IF_ERROR(upload(s_.x, hidden_in.data, hidden_in.floats * sizeof(float)));
   }
 
   // The rows whose logits are wanted (the last stage only), in the order they are returned.
@@ -464,8 +491,12 @@ absl::Status CudaStageEngine::Forward(std::span<const SequenceStep> sequences, s
   for (const Rows& r : rows) cache_->Advance(r.slot, r.count);
 
   if (!is_last()) {
-    hidden_out->resize(n * H);
-    RETURN_IF_ERROR(Check(api_.copy_to_host_async(hidden_out->data(), s_.x, n * H * sizeof(float), stream_), "hidden copy"));
+    if (device_out != nullptr) {
+      *device_out = {s_.x, n * H};
+    } else {
+      host_out->resize(n * H);
+      RETURN_IF_ERROR(Check(api_.copy_to_host_async(host_out->data(), s_.x, n * H * sizeof(float), stream_), "hidden copy"));
+    }
     return Check(api_.stream_synchronize(stream_), "step");
   }
   logits->resize(n_wanted * n_vocab_);

@@ -1,5 +1,5 @@
 // The CUDA backend of StageEngine: the stage's weights uploaded to one GPU in their GGUF block
-// formats, the KV cache (paged, one pool per attention layer) and the conv/delta-rule states in
+// formats, the KV cache (paged, one F16 pool per attention layer) and the conv/delta-rule states in
 // device memory, and every op of a step run by libmoed_cuda.so (kernels/cuda/api.h, loaded at run
 // time). Only the token embedding (first stage; a row lookup) and the step's small index arrays
 // are prepared on the host. The StateCache keeps the slot bookkeeping, as on the CPU.
@@ -25,14 +25,16 @@ namespace moed::engine {
 class CudaStageEngine final : public StageEngine {
  public:
   // Errors: Unavailable when libmoed_cuda.so, the driver or options.device is missing;
-  // FailedPrecondition for a library older than ABI 1.2; InvalidArgument for a weight type the
-  // kernels do not take; ResourceExhausted when the weights and state do not fit the device.
+  // FailedPrecondition for a library older than ABI 1.3 (F16 K/V); InvalidArgument for a weight
+  // type the kernels do not take; ResourceExhausted when the weights and state do not fit the device.
   static absl::StatusOr<std::unique_ptr<StageEngine>> Create(const LoadedModel& model, StageWeights weights,
                                                             const EngineOptions& options);
   ~CudaStageEngine() override;
 
   absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                        std::vector<float>* hidden_out, std::vector<float>* logits) override;
+  absl::Status ForwardOnDevice(std::span<const SequenceStep> sequences, DeviceRows hidden_in, DeviceRows* hidden_out,
+                               std::vector<float>* logits) override;
   absl::Status AcquireSlot(int slot) override;
   absl::StatusOr<SlotSnapshot> Snapshot(int slot) const override;
   absl::Status Restore(int slot, const SlotSnapshot& snapshot) override;
@@ -53,7 +55,9 @@ class CudaStageEngine final : public StageEngine {
     const float *attn_norm = nullptr, *post_norm = nullptr;
     Matrix wq, wk, wv, wo;
     const float *q_norm = nullptr, *k_norm = nullptr;
-    float *k_cache = nullptr, *v_cache = nullptr;
+    // K/V pools in IEEE binary16 (MOED_CUDA_KV_F16): half the memory of float32, and the planner
+    // sizes GPU stages at 2 bytes an element. Snapshots convert to and from float32.
+    uint16_t *k_cache = nullptr, *v_cache = nullptr;
     Matrix w_mix, w_z, w_beta, w_alpha, w_out;
     const float *conv = nullptr, *dt_bias = nullptr, *ssm_a = nullptr, *ssm_norm = nullptr;
     float *conv_state = nullptr, *delta_state = nullptr;  // [max_slots][...]
@@ -85,6 +89,9 @@ class CudaStageEngine final : public StageEngine {
 
   CudaStageEngine(const LoadedModel& model, StageWeights weights, const EngineOptions& options,
                   std::unique_ptr<cuda::CudaLibrary> lib);
+  // Forward with the input in host or device memory and the output to one of them.
+  absl::Status Run(std::span<const SequenceStep> sequences, DeviceRows hidden_in, std::vector<float>* host_out,
+                   DeviceRows* device_out, std::vector<float>* logits);
   absl::Status Init();
   absl::StatusOr<void*> Allocate(uint64_t bytes);
   absl::StatusOr<const void*> Upload(const void* src, uint64_t bytes);
@@ -146,6 +153,7 @@ class CudaStageEngine final : public StageEngine {
   void* experts_f16_ = nullptr;    // a layer's gate, up and down experts as F16 (MoeGemm)
   struct Profile;
   std::unique_ptr<Profile> profile_;  // null unless MOED_CUDA_PROFILE is set
+  // Per slot: conv window and delta-rule state floats; per token: the elements of a K and a V row.
   int64_t conv_floats_ = 0, delta_floats_ = 0, kv_row_floats_k_ = 0, kv_row_floats_v_ = 0;
 };
 

@@ -30,8 +30,10 @@ absl::Status CudaStageEngine::FullAttention(const Layer& l, int64_t n) {
   p.qg = s_.qg, p.k = s_.k, p.v = s_.v;
   p.q_norm = l.q_norm, p.k_norm = l.k_norm;
   p.positions = s_.positions, p.kv_rows = s_.kv_rows;
-  p.q = s_.q, p.gate = s_.gate, p.k_cache = l.k_cache, p.v_cache = l.v_cache;
-  RETURN_IF_ERROR(Check(api_.attention_prep(&p, stream_), "attention_prep"));
+  // The pools hold F16: the ABI's float* fields carry them (api.h, MOED_CUDA_KV_F16).
+  p.q = s_.q, p.gate = s_.gate;
+  p.k_cache = reinterpret_cast<float*>(l.k_cache), p.v_cache = reinterpret_cast<float*>(l.v_cache);
+  RETURN_IF_ERROR(Check(api_.attention_prep_kv(&p, MOED_CUDA_KV_F16, stream_), "attention_prep"));
 
   MoedCudaAttentionArgs a{};
   a.n_heads = hp_.n_head;
@@ -40,14 +42,15 @@ absl::Status CudaStageEngine::FullAttention(const Layer& l, int64_t n) {
   a.head_dim_v = hp_.head_dim_v;
   a.n_tokens = static_cast<int32_t>(n);
   a.scale = 1.0f / std::sqrt(static_cast<float>(hp_.head_dim_k));
-  a.q = s_.q, a.gate = s_.gate, a.k_cache = l.k_cache, a.v_cache = l.v_cache;
+  a.q = s_.q, a.gate = s_.gate;
+  a.k_cache = reinterpret_cast<const float*>(l.k_cache), a.v_cache = reinterpret_cast<const float*>(l.v_cache);
   a.block_size = cache_->options().kv_block_size;
   a.block_tables = block_tables_;
   a.block_table_stride = static_cast<int32_t>(cache_->options().kv_blocks);
   a.token_slots = s_.token_slots, a.positions = s_.positions, a.max_position = max_position_;
   a.partials = s_.attn_partials, a.partials_floats = s_.attn_partials_floats;
   a.out = s_.o;
-  RETURN_IF_ERROR(Check(api_.attention(&a, stream_), "attention"));
+  RETURN_IF_ERROR(Check(api_.attention_kv(&a, MOED_CUDA_KV_F16, stream_), "attention"));
   return MatMul(l.wo, s_.o, n, s_.m, "gemv attn out");
 }
 

@@ -41,7 +41,12 @@ absl::StatusOr<int> StageEngine::AllocateSlot() {
 
 absl::Status StageEngine::AcquireSlot(int slot) { return cache_->AcquireSlot(slot); }
 
-absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
+absl::Status StageEngine::ForwardOnDevice(std::span<const SequenceStep>, DeviceRows, DeviceRows*,
+                                          std::vector<float>*) {
+  return absl::UnimplementedError("this backend keeps activations in host memory: it has no device link");
+}
+
+absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int64_t hidden_in_floats,
                                     std::vector<Rows>* rows) {
   if (sequences.empty()) return absl::InvalidArgumentError("a step needs at least one sequence");
   int64_t total = 0;
@@ -59,8 +64,8 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, std
     }
     total += static_cast<int64_t>(s.tokens.size());
   }
-  if (!is_first() && static_cast<int64_t>(hidden_in.size()) != total * hp_.n_embd) {
-    return absl::InvalidArgumentError(absl::StrCat("hidden_in has ", hidden_in.size(), " floats, expected ",
+  if (!is_first() && hidden_in_floats != total * hp_.n_embd) {
+    return absl::InvalidArgumentError(absl::StrCat("hidden_in has ", hidden_in_floats, " floats, expected ",
                                                    total * hp_.n_embd));
   }
   for (const SequenceStep& s : sequences) RETURN_IF_ERROR(cache_->Reserve(s.slot, static_cast<int64_t>(s.tokens.size())));

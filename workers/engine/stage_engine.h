@@ -67,6 +67,18 @@ class StageEngine {
   virtual absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                                std::vector<float>* hidden_out, std::vector<float>* logits) = 0;
 
+  // Rows of activations in the engine's device memory ([tokens][n_embd] floats).
+  struct DeviceRows {
+    const float* data = nullptr;
+    int64_t floats = 0;
+  };
+  // As Forward, for stages whose neighbours are linked over a device link (NCCL): hidden_in is in
+  // this engine's device memory (ignored by the first stage), and a middle stage's output stays
+  // there: *hidden_out points into the engine's buffers until its next call. Errors: as Forward;
+  // Unimplemented for a backend without device memory (the CPU).
+  virtual absl::Status ForwardOnDevice(std::span<const SequenceStep> sequences, DeviceRows hidden_in,
+                                       DeviceRows* hidden_out, std::vector<float>* logits);
+
   // Slots (StateCache's contracts). A newly acquired slot starts from empty state.
   absl::StatusOr<int> AllocateSlot();
   virtual absl::Status AcquireSlot(int slot);
@@ -95,9 +107,9 @@ class StageEngine {
     int64_t count;
     int64_t first_pos;  // position of the first new token
   };
-  // Checks the step and reserves KV room for it; on success `rows` describes it.
-  absl::Status BeginStep(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
-                         std::vector<Rows>* rows);
+  // Checks the step (hidden_in_floats: the size of its input activations) and reserves KV room
+  // for it; on success `rows` describes it.
+  absl::Status BeginStep(std::span<const SequenceStep> sequences, int64_t hidden_in_floats, std::vector<Rows>* rows);
 
   const Qwen35MoeHparams& hp_;
   int64_t n_vocab_;

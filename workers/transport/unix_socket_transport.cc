@@ -26,6 +26,8 @@ namespace {
 constexpr uint32_t kMagic = 0x41454f4d;  // "MOEA" in little-endian memory order
 constexpr uint32_t kData = 0;
 constexpr uint32_t kError = 1;
+constexpr uint32_t kDeviceNotice = 2;  // payload: u64 bytes that follow over the device link
+constexpr uint32_t kLinkId = 3;        // payload: the device link's id (the first frame only)
 
 constexpr char kPeerErrorPayload[] = "moed.transport/peer-error";
 
@@ -160,48 +162,94 @@ absl::Status UnixSocketTransport::Fill(size_t need, absl::Time deadline) {
   return rx_.Fill(fd_, need, deadline, options_.interrupt_fd, kContext, kWaitingForActivations, kPreviousStageClosed);
 }
 
-absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
-  const absl::Time deadline = absl::Now() + options_.timeout;
+absl::StatusOr<uint64_t> UnixSocketTransport::NextFrame(uint32_t want, absl::Time deadline) {
   FrameHeader header;
   RETURN_IF_ERROR(Fill(sizeof(header), deadline));
   std::memcpy(&header, rx_.data(), sizeof(header));
-  if (header.magic != kMagic || (header.kind != kData && header.kind != kError)) {
+  if (header.magic != kMagic || header.kind > kLinkId) {
     return absl::DataLossError("activation transport: malformed frame header");
   }
   if (header.sequence != received_) {
     return absl::DataLossError(absl::StrCat("activation transport: got frame ", header.sequence,
                                             ", expected frame ", received_));
   }
+  if (header.kind != kError && header.kind != want) {
+    return absl::DataLossError(absl::StrCat("activation transport: got a frame of kind ", header.kind,
+                                            ", expected kind ", want,
+                                            " (do both stages use the same activation link?)"));
+  }
   if (header.bytes > options_.max_frame_bytes ||
       (header.kind == kData && header.bytes % sizeof(float) != 0) ||
+      (header.kind == kDeviceNotice && header.bytes != sizeof(uint64_t)) ||
       (header.kind == kError && header.bytes < sizeof(uint32_t))) {
     return absl::DataLossError(
         absl::StrCat("activation transport: frame of ", header.bytes, " bytes rejected"));
   }
   rx_.Consume(sizeof(header));
-  if (header.kind == kError) {
-    RETURN_IF_ERROR(Fill(header.bytes, deadline));
-    uint32_t code;
-    std::memcpy(&code, rx_.data(), sizeof(code));
-    std::string message(rx_.data() + sizeof(code), header.bytes - sizeof(code));
-    rx_.Consume(header.bytes);
-    ++received_;
-    if (code == 0 || code > static_cast<uint32_t>(absl::StatusCode::kUnauthenticated)) {
-      code = static_cast<uint32_t>(absl::StatusCode::kUnknown);
-    }
-    absl::Status peer(static_cast<absl::StatusCode>(code), message);
-    peer.SetPayload(kPeerErrorPayload, absl::Cord("1"));
-    return peer;
+  ++received_;
+  if (header.kind != kError) return header.bytes;
+  RETURN_IF_ERROR(Fill(header.bytes, deadline));
+  uint32_t code;
+  std::memcpy(&code, rx_.data(), sizeof(code));
+  std::string message(rx_.data() + sizeof(code), header.bytes - sizeof(code));
+  rx_.Consume(header.bytes);
+  if (code == 0 || code > static_cast<uint32_t>(absl::StatusCode::kUnauthenticated)) {
+    code = static_cast<uint32_t>(absl::StatusCode::kUnknown);
   }
+  absl::Status peer(static_cast<absl::StatusCode>(code), message);
+  peer.SetPayload(kPeerErrorPayload, absl::Cord("1"));
+  return peer;
+}
+
+absl::StatusOr<std::vector<float>> UnixSocketTransport::Receive() {
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  ASSIGN_OR_RETURN(const uint64_t bytes, NextFrame(kData, deadline));
   // What already arrived is copied; the rest of a large frame is received in place.
-  std::vector<float> hidden(header.bytes / sizeof(float));
+  std::vector<float> hidden(bytes / sizeof(float));
   char* out = reinterpret_cast<char*>(hidden.data());
-  const size_t buffered = std::min<size_t>(rx_.size(), header.bytes);
+  const size_t buffered = std::min<size_t>(rx_.size(), bytes);
   std::memcpy(out, rx_.data(), buffered);
   rx_.Consume(buffered);
-  RETURN_IF_ERROR(ReadExactly(out + buffered, header.bytes - buffered, deadline));
-  ++received_;
+  RETURN_IF_ERROR(ReadExactly(out + buffered, bytes - buffered, deadline));
   return hidden;
+}
+
+absl::Status UnixSocketTransport::SendDeviceNotice(uint64_t bytes) {
+  return SendFrame(kDeviceNotice, &bytes, sizeof(bytes));
+}
+
+absl::StatusOr<uint64_t> UnixSocketTransport::ReceiveDeviceNotice() {
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  RETURN_IF_ERROR(NextFrame(kDeviceNotice, deadline).status());
+  uint64_t bytes;
+  RETURN_IF_ERROR(Fill(sizeof(bytes), deadline));
+  std::memcpy(&bytes, rx_.data(), sizeof(bytes));
+  rx_.Consume(sizeof(bytes));
+  return bytes;
+}
+
+absl::Status UnixSocketTransport::SendLinkId(std::string_view id) {
+  return SendFrame(kLinkId, id.data(), id.size());
+}
+
+absl::StatusOr<std::string> UnixSocketTransport::ReceiveLinkId() {
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  ASSIGN_OR_RETURN(const uint64_t bytes, NextFrame(kLinkId, deadline));
+  RETURN_IF_ERROR(Fill(bytes, deadline));
+  std::string id(rx_.data(), bytes);
+  rx_.Consume(bytes);
+  return id;
+}
+
+absl::Status UnixSocketTransport::CheckPeer() const {
+  pollfd fds[2] = {{fd_, POLLRDHUP, 0}, {options_.interrupt_fd, POLLIN, 0}};
+  const int n = poll(fds, options_.interrupt_fd >= 0 ? 2 : 1, 0);
+  if (n < 0 && errno != EINTR) return wire::SocketError(kContext, "poll", errno);
+  if (n > 0 && (fds[1].revents & POLLIN) != 0) return absl::CancelledError("activation transport: interrupted");
+  if (n > 0 && (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+    return absl::UnavailableError("activation transport: the other stage closed the connection");
+  }
+  return absl::OkStatus();
 }
 
 // --- UnixSocketListener ----------------------------------------------------------------------

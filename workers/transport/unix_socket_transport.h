@@ -9,9 +9,10 @@
 // peer that dies closes the socket: Receive and Send then return Unavailable at once. Never
 // raises SIGPIPE.
 //
-// Frame: 24-byte header {u32 magic "MOEA", u32 kind (0 data, 1 error), u64 sequence, u64 bytes}
-// in host byte order (both ends are on one host), then `bytes` of payload: float32 activations, or
-// for an error a u32 absl::StatusCode followed by the message.
+// Frame: 24-byte header {u32 magic "MOEA", u32 kind, u64 sequence, u64 bytes} in host byte order
+// (both ends are on one host), then `bytes` of payload. Kinds: 0 float32 activations; 1 an error,
+// a u32 absl::StatusCode followed by the message; 2 a device notice, the u64 size of activations
+// that travel over a device link (NcclLink); 3 that link's id.
 //
 // Thread-compatible: one thread uses an end at a time.
 #ifndef MOED_WORKERS_TRANSPORT_UNIX_SOCKET_TRANSPORT_H_
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -63,6 +65,17 @@ class UnixSocketTransport : public engine::ActivationTransport {
   // closed the connection; DeadlineExceeded; DataLoss for a malformed or out-of-order frame.
   absl::StatusOr<std::vector<float>> Receive() override;
 
+  // Activations kept on the GPUs (NcclLink): the socket carries, per step, only a notice of how
+  // many bytes follow over the device link, and once, first, the device link's id. Receive*
+  // errors as Receive's; a frame of another kind than expected is DataLoss.
+  absl::Status SendDeviceNotice(uint64_t bytes);
+  absl::StatusOr<uint64_t> ReceiveDeviceNotice();
+  absl::Status SendLinkId(std::string_view id);
+  absl::StatusOr<std::string> ReceiveLinkId();
+  // Returns at once: Unavailable once the peer has closed the connection, Cancelled while the
+  // interrupt descriptor is readable, else OK. For waits that are not on the socket itself.
+  absl::Status CheckPeer() const;
+
  private:
   UnixSocketTransport(int fd, const UnixSocketOptions& options) : fd_(fd), options_(options) {
     rx_.set_spin(options.spin);
@@ -70,6 +83,9 @@ class UnixSocketTransport : public engine::ActivationTransport {
   friend class UnixSocketListener;
 
   absl::Status SendFrame(uint32_t kind, const void* payload, uint64_t bytes);
+  // Reads the next frame's header, of kind `want` or an error frame, and returns its payload size
+  // (the payload is left to read); an error frame is consumed and returned as the peer's status.
+  absl::StatusOr<uint64_t> NextFrame(uint32_t want, absl::Time deadline);
   // Receives straight into `data` (the buffer must be empty: a frame larger than it).
   absl::Status ReadExactly(void* data, size_t size, absl::Time deadline);
   // Receives until at least `need` unread bytes are buffered, taking whatever has arrived: a
