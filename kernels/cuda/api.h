@@ -356,7 +356,8 @@ typedef struct MoedCudaApiV1 {
 
   /* 1.3: NCCL ------------------------------------------------------------------------------- */
   /* Point-to-point links between pipeline stages (one GPU per process). libnccl.so.2 is dlopen'ed
-   * on first use; nccl_available returns 1 if it was found, else 0 (the other nccl_* then fail).
+   * on first use; nccl_available returns 1 if it was found, else 0 with the reason in last_error()
+   * (the other nccl_* then fail).
    * Communicators are non-blocking (ncclConfig_t.blocking = 0), so that no call can hang a
    * caller whose peer died: callers poll nccl_comm_status and stream_query against their own
    * deadline and end a communicator with nccl_comm_abort. */

@@ -75,7 +75,12 @@ int CheckNccl(ncclResult_t r, ncclComm_t comm, const char* what) {
 
 }  // namespace
 
-int NcclAvailable() { return Library().loaded ? 1 : 0; }
+int NcclAvailable() {
+  const Nccl& nccl = Library();
+  if (nccl.loaded) return 1;
+  (void)Fail(MOED_CUDA_ENCCL, nccl.why_absent);  // for last_error()
+  return 0;
+}
 
 int NcclUniqueId(uint8_t* id) {
   const Nccl& nccl = Library();

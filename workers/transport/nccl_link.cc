@@ -52,7 +52,6 @@ absl::StatusOr<std::unique_ptr<NcclLink>> NcclLink::Join(std::unique_ptr<UnixSoc
   }
   const MoedCudaApiV1& api = (*lib)->api();
   if (api.nccl_available() != 1) {
-    (void)api.nccl_unique_id(nullptr);  // records why NCCL is absent
     return absl::UnavailableError(absl::StrCat("NCCL link: ", api.last_error(),
                                                " (install NCCL or set workers.activation_link: socket)"));
   }
