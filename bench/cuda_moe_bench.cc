@@ -1,10 +1,12 @@
-// Times the ABI 1.1 CUDA kernels (libmoed_cuda.so, loaded like the engine will) on the
-// Qwen3.5-35B-A3B decode shapes and prints markdown rows against the HBM floor
-// (kernels/cuda/NOTES.md):
-//   MoE decode    hidden 2048, expert FFN 512, top-8 of 256 experts (gate/up/down in --type,
-//                 default Q4_K), 1 and 8 tokens; each iteration uses another precomputed set of
-//                 random ids, and the three 256-expert tensors (453 MB in Q4_K) exceed the 60 MiB
-//                 L2, so the weights come from HBM;
+// Times CUDA kernels of libmoed_cuda.so (loaded like the engine does) on the Qwen3.5-35B-A3B
+// shapes and prints markdown rows against the HBM floor (kernels/cuda/NOTES.md):
+//   MoE           hidden 2048, expert FFN 512, top-8 of 256 experts (gate/up/down in --type,
+//                 default Q4_K), moe_decode for 1..64 tokens and moe_grouped (ABI 1.4) for 1..2048;
+//                 each iteration uses another precomputed set of random ids, and the three
+//                 256-expert tensors (453 MB in Q4_K) exceed the 60 MiB L2, so the weights come
+//                 from HBM;
+//   dense         the Q8_0 2048 -> 8192 DeltaNet input projection for 8..2048 tokens: gemv in
+//                 8-token launches, gemm_mma (ABI 1.4) and cuBLAS F16;
 //   delta rule    Hk 16, Hv 32, dk = dv 128 (2 MiB of state per sequence), 1 token for 1/8/64
 //                 sequences, the states cycled through a 256-slot pool (512 MiB);
 //   conv1d        8192 channels, kernel 4, 1 token for 1/8/64 sequences.
@@ -123,15 +125,23 @@ int main(int argc, char** argv) {
     void* gate = Alloc(gu_matrix * n_expert, 0x3c);
     void* up = Alloc(gu_matrix * n_expert, 0x3c);
     void* down = Alloc(d_matrix * n_expert, 0x3c);
-    float* x = static_cast<float*>(Alloc(8 * n_embd * 4, 0));
-    float* y = static_cast<float*>(Alloc(8 * n_embd * 4, 0));
-    float* act = static_cast<float*>(Alloc(8 * top_k * n_ff * 4, 0));
-    for (int tokens : {1, 8}) {
+    float* x = static_cast<float*>(Alloc(2048 * n_embd * 4, 0));
+    float* y = static_cast<float*>(Alloc(2048 * n_embd * 4, 0));
+    float* act = static_cast<float*>(Alloc(64 * top_k * n_ff * 4, 0));
+    uint64_t scratch_bytes = 0;
+    const bool mma = g_lib->HasMma();
+    if (mma) {
+      CHECK_OK(g_lib->Check(g_lib->api().moe_grouped_scratch_bytes(2048, top_k, n_embd, n_ff, n_expert, &scratch_bytes),
+                            "scratch"));
+    }
+    void* scratch = mma ? Alloc(scratch_bytes) : nullptr;
+    for (int tokens : {1, 8, 16, 64, 2048}) {
       // n_sets sets of ids (distinct per token, random across tokens) and their distinct counts.
-      std::vector<int32_t> ids(static_cast<size_t>(n_sets * tokens * top_k));
+      const int sets = tokens > 64 ? 4 : n_sets;
+      std::vector<int32_t> ids(static_cast<size_t>(sets * tokens * top_k));
       std::vector<int32_t> perm(n_expert);
       double distinct = 0;
-      for (int s = 0; s < n_sets; ++s) {
+      for (int s = 0; s < sets; ++s) {
         std::set<int32_t> seen;
         for (int t = 0; t < tokens; ++t) {
           std::iota(perm.begin(), perm.end(), 0);
@@ -141,32 +151,100 @@ int main(int argc, char** argv) {
             seen.insert(perm[k]);
           }
         }
-        distinct += static_cast<double>(seen.size()) / n_sets;
+        distinct += static_cast<double>(seen.size()) / sets;
       }
       const std::vector<float> wts(ids.size(), 0.125f);
       int32_t* d_ids = Upload(ids);
       float* d_wts = Upload(wts);
-      MoedCudaMoeArgs a{};
-      a.gate_up_type = a.down_type = static_cast<uint32_t>(*type);
-      a.gate_w = gate, a.up_w = up, a.down_w = down;
-      a.n_embd = n_embd, a.n_ff = n_ff, a.n_expert = n_expert, a.n_tokens = tokens, a.top_k = top_k;
-      a.x = x, a.act = act, a.y = y;
-      const double us = TimeUs(512, [&](int i) {
-        a.ids = d_ids + (i % n_sets) * tokens * top_k;
-        a.weights = d_wts + (i % n_sets) * tokens * top_k;
-        CHECK_OK(g_lib->MoeDecode(a, nullptr));
-      });
       const double mb = distinct * static_cast<double>(2 * gu_matrix + d_matrix) / 1e6;
       char what[160];
-      std::snprintf(what, sizeof(what), "MoE decode %s, %d token(s), top-8 of 256 (%.1f distinct experts)",
-                    type_name.c_str(), tokens, distinct);
-      Row(what, mb, us, hbm_tbs);
+      if (tokens <= MOED_CUDA_MAX_MOE_TOKENS) {
+        MoedCudaMoeArgs a{};
+        a.gate_up_type = a.down_type = static_cast<uint32_t>(*type);
+        a.gate_w = gate, a.up_w = up, a.down_w = down;
+        a.n_embd = n_embd, a.n_ff = n_ff, a.n_expert = n_expert, a.n_tokens = tokens, a.top_k = top_k;
+        a.x = x, a.act = act, a.y = y;
+        const double us = TimeUs(tokens > 8 ? 64 : 512, [&](int i) {
+          a.ids = d_ids + (i % sets) * tokens * top_k;
+          a.weights = d_wts + (i % sets) * tokens * top_k;
+          CHECK_OK(g_lib->MoeDecode(a, nullptr));
+        });
+        std::snprintf(what, sizeof(what), "MoE decode %s, %d token(s), top-8 of 256 (%.1f distinct experts)",
+                      type_name.c_str(), tokens, distinct);
+        Row(what, mb, us, hbm_tbs);
+      }
+      if (mma) {
+        MoedCudaMoeGroupedArgs a{};
+        a.gate_up_type = a.down_type = static_cast<uint32_t>(*type);
+        a.gate_w = gate, a.up_w = up, a.down_w = down;
+        a.n_embd = n_embd, a.n_ff = n_ff, a.n_expert = n_expert, a.n_tokens = tokens, a.top_k = top_k;
+        a.x = x, a.y = y, a.scratch = scratch, a.scratch_bytes = static_cast<int64_t>(scratch_bytes);
+        const double us = TimeUs(tokens > 64 ? 20 : 256, [&](int i) {
+          a.ids = d_ids + (i % sets) * tokens * top_k;
+          a.weights = d_wts + (i % sets) * tokens * top_k;
+          CHECK_OK(g_lib->Check(g_lib->api().moe_grouped(&a, nullptr), "moe_grouped"));
+        });
+        std::snprintf(what, sizeof(what), "MoE grouped (tensor cores) %s, %d token(s) (%.1f distinct experts)",
+                      type_name.c_str(), tokens, distinct);
+        Row(what, mb, us, hbm_tbs);
+      }
       g_lib->api().free_device(d_ids);
       g_lib->api().free_device(d_wts);
     }
+    if (scratch != nullptr) g_lib->api().free_device(scratch);
     for (void* p : {gate, up, down, static_cast<void*>(x), static_cast<void*>(y), static_cast<void*>(act)}) {
       g_lib->api().free_device(p);
     }
+  }
+
+  // ---- Dense products of a batch: gemv (8 tokens a launch), gemm_mma, cuBLAS F16 ----
+  // The DeltaNet input projection (2048 -> 8192, Q8_0 in the benchmark file), cycled through 8
+  // copies (142 MB) so that the weights come from HBM.
+  if (g_lib->HasMma()) {
+    const auto q8 = moed::GgmlType::kQ8_0;
+    const int64_t n_in = 2048, n_out = 8192, copies = 8, max_tokens = 2048;
+    const uint64_t row_bytes = static_cast<uint64_t>(moed::RowBytes(q8, n_in)), matrix = row_bytes * n_out;
+    void* w = Alloc(matrix * copies, 0x3c);
+    float* x = static_cast<float*>(Alloc(max_tokens * n_in * 4, 0));
+    float* y = static_cast<float*>(Alloc(max_tokens * n_out * 4, 0));
+    const size_t scratch_bytes = 2 * (n_in * n_out + max_tokens * n_in) + 512;
+    void* scratch = Alloc(scratch_bytes);
+    const bool cublas = g_lib->api().gemm_available() == 1;
+    for (int tokens : {8, 16, 64, 256, 2048}) {
+      MoedCudaGemvArgs a{};
+      a.ggml_type = static_cast<uint32_t>(q8), a.row_bytes = row_bytes, a.n_in = n_in, a.n_out = n_out;
+      a.n_matrices = 1;
+      const double mb = matrix / 1e6;
+      const int reps = tokens > 256 ? 20 : 128;
+      if (tokens <= 256) {
+        const double us = TimeUs(reps, [&](int i) {
+          for (int t = 0; t < tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
+            a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+            a.x = x + t * n_in, a.y = y + t * n_out, a.n_tokens = std::min(MOED_CUDA_MAX_GEMV_TOKENS, tokens - t);
+            CHECK_OK(g_lib->Check(g_lib->api().gemv(&a, nullptr), "gemv"));
+          }
+        });
+        Row("Q8_0 2048x8192, gemv, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
+      }
+      const double us = TimeUs(reps, [&](int i) {
+        a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+        a.x = x, a.y = y, a.n_tokens = tokens;
+        CHECK_OK(g_lib->Check(g_lib->api().gemm_mma(&a, nullptr), "gemm_mma"));
+      });
+      Row("Q8_0 2048x8192, gemm_mma, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
+      if (cublas) {
+        MoedCudaGemmArgs g{};
+        g.ggml_type = a.ggml_type, g.row_bytes = row_bytes, g.n_in = n_in, g.n_out = n_out, g.n_tokens = tokens;
+        g.x = x, g.y = y, g.scratch = scratch, g.scratch_bytes = static_cast<int64_t>(scratch_bytes);
+        g.precision = MOED_CUDA_GEMM_F16;
+        const double cus = TimeUs(reps, [&](int i) {
+          g.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+          CHECK_OK(g_lib->Check(g_lib->api().gemm(&g, nullptr), "gemm"));
+        });
+        Row("Q8_0 2048x8192, cuBLAS F16 (dequantize + GEMM), " + std::to_string(tokens) + " tokens", mb, cus, hbm_tbs);
+      }
+    }
+    for (void* p : {w, static_cast<void*>(x), static_cast<void*>(y), scratch}) g_lib->api().free_device(p);
   }
 
   // ---- Gated delta rule step and conv1d ----

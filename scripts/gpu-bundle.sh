@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf bundle && mkdir -p bundle
 bins=(kernels/cuda/cuda_gemv_test kernels/cuda/cuda_ops_test kernels/cuda/cuda_layer_ops_test
-      kernels/cuda/cuda_loader_test workers/cuda_engine_test workers/nccl_stage_test bench/cuda_gemv_bench
+      kernels/cuda/cuda_loader_test kernels/cuda/cuda_mma_test workers/cuda_engine_test workers/nccl_stage_test bench/cuda_gemv_bench
       bench/cuda_moe_bench
       tests/daemon_test tools/moed-model tools/moed-bench tools/moectl daemon/moed workers/moed-worker)
 for b in "${bins[@]}"; do

@@ -9,7 +9,8 @@
  * 1.1 appends moe_decode, delta_rule_step and conv1d_step; 1.2 the rest of a qwen35moe layer
  * (attention, routing, DeltaNet input split, gated norm, pointwise ops, async copies), so that a
  * whole stage runs on the device; 1.3 attention over F16 K/V pools (attention_prep_kv,
- * attention_kv) and NCCL links.
+ * attention_kv) and NCCL links; 1.4 tensor-core products on the quantized blocks (moe_grouped,
+ * gemm_mma).
  *
  * Errors: every function returns 0 on success, otherwise a nonzero code (a cudaError_t value, or
  * MOED_CUDA_EINVAL for a rejected argument) and records a message that last_error() returns for
@@ -29,7 +30,7 @@ extern "C" {
 #endif
 
 #define MOED_CUDA_API_VERSION 1
-#define MOED_CUDA_API_MINOR_VERSION 3 /* the fields this header declares: 1.3 */
+#define MOED_CUDA_API_MINOR_VERSION 4 /* the fields this header declares: 1.4 */
 #define MOED_CUDA_EINVAL (-1)
 #define MOED_CUDA_ENCCL (-2) /* an NCCL failure, or NCCL absent */
 #define MOED_CUDA_MAX_GEMV_TOKENS 8
@@ -261,6 +262,34 @@ typedef struct MoedCudaGemmArgs {
 #define MOED_CUDA_KV_F32 0
 #define MOED_CUDA_KV_F16 1
 
+/* ---- ABI 1.4: tensor-core products on the quantized blocks (gemm_mma.cu) ---------------------- */
+
+/* The routed-expert FFN of many tokens (prefill, large decode batches): the result of moe_decode
+ * (same fields and meaning) without its n_tokens limit, computed on tensor cores with the weights
+ * decoded from their blocks and x and the SiLU(gate)*up activations rounded to F16 (float32
+ * accumulation, as the F16 gemm). Rows are grouped by expert on the device: no host
+ * synchronisation, so it can be captured in a CUDA graph. scratch (256-byte aligned) holds the
+ * grouping and the intermediate rows: moe_grouped_scratch_bytes gives its size. Deterministic. */
+typedef struct MoedCudaMoeGroupedArgs {
+  uint32_t gate_up_type;
+  uint32_t down_type;
+  const void* gate_w;
+  const void* up_w;
+  const void* down_w;
+  int64_t n_embd;
+  int64_t n_ff;
+  int64_t n_expert; /* 1..1024 */
+  int32_t n_tokens; /* 1..65535 */
+  int32_t top_k;    /* 1..MOED_CUDA_MAX_MOE_TOPK */
+  const int32_t* ids;
+  const float* weights;
+  const float* x;
+  float* y;
+  int32_t accumulate;
+  void* scratch;
+  int64_t scratch_bytes;
+} MoedCudaMoeGroupedArgs;
+
 typedef struct MoedCudaApiV1 {
   uint32_t version;     /* MOED_CUDA_API_VERSION */
   uint32_t struct_size; /* sizeof(MoedCudaApiV1) of the library */
@@ -377,6 +406,14 @@ typedef struct MoedCudaApiV1 {
   int (*nccl_comm_abort)(void* comm);
   /* *done = 1 when everything queued on `stream` has finished, else 0. */
   int (*stream_query)(void* stream, int* done);
+
+  /* 1.4: tensor-core products (present iff MOED_CUDA_API_HAS(api, gemm_mma)) ------------------ */
+  int (*moe_grouped_scratch_bytes)(int64_t n_tokens, int32_t top_k, int64_t n_embd, int64_t n_ff, int64_t n_expert,
+                                   uint64_t* bytes);
+  int (*moe_grouped)(const MoedCudaMoeGroupedArgs* args, void* stream);
+  /* gemv's product for any number of tokens (n_matrices 1), on tensor cores with W and x rounded
+   * to F16 (float32 accumulation): for batches of 16+ tokens, where gemv re-reads W per 8 tokens. */
+  int (*gemm_mma)(const MoedCudaGemvArgs* args, void* stream);
 } MoedCudaApiV1;
 
 /* Whether a library's table has `field` (fields are only appended, struct_size says how far it

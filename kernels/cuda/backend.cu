@@ -139,6 +139,14 @@ int Gemm(const MoedCudaGemmArgs* args, void* stream) {
   if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "gemm: null args");
   return GemmLaunch(*args, stream);
 }
+int MoeGrouped(const MoedCudaMoeGroupedArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "moe_grouped: null args");
+  return MoeGroupedLaunch(*args, stream);
+}
+int GemmMma(const MoedCudaGemvArgs* args, void* stream) {
+  if (args == nullptr) return Fail(MOED_CUDA_EINVAL, "gemm_mma: null args");
+  return GemmMmaLaunch(*args, stream);
+}
 int GraphCaptureBegin(void* stream) {
   return FailCuda(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
                   "cudaStreamBeginCapture");
@@ -226,6 +234,10 @@ constexpr MoedCudaApiV1 kApi = {
     NcclRecv,
     NcclCommAbort,
     StreamQuery,
+    // ABI 1.4
+    MoeGroupedScratchBytes,
+    MoeGrouped,
+    GemmMma,
 };
 
 }  // namespace

@@ -105,5 +105,38 @@ TEST(CudaLoaderTest, F16KvEntryPointsCheckTheirArguments) {
   EXPECT_THAT(std::string(api.last_error()), HasSubstr("bad sizes"));
 }
 
+TEST(CudaLoaderTest, MmaEntryPointsCheckTheirArguments) {
+  LoadOptions options;
+  options.require_device = false;
+  const auto lib = CudaLibrary::Load(options);
+  if (!lib.ok()) GTEST_SKIP() << lib.status();
+  ASSERT_TRUE((*lib)->HasMma());
+  const MoedCudaApiV1& api = (*lib)->api();
+  EXPECT_EQ(api.moe_grouped(nullptr, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_EQ(api.gemm_mma(nullptr, nullptr), MOED_CUDA_EINVAL);
+  uint64_t bytes = 0;
+  ASSERT_EQ(api.moe_grouped_scratch_bytes(2048, 8, 2048, 512, 256, &bytes), 0) << api.last_error();
+  // At least the F16 activations and the float32 down rows of 16,384 (token, slot) pairs.
+  EXPECT_GE(bytes, uint64_t{16384} * (2 * 512 + 4 * 2048));
+  EXPECT_EQ(api.moe_grouped_scratch_bytes(16, 8, 2048, 512, 4096, &bytes), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("n_expert 1..1024"));
+  // Shapes are checked before anything is launched: a too-small scratch is named.
+  MoedCudaMoeGroupedArgs m{};
+  m.gate_up_type = m.down_type = 12;  // Q4_K
+  m.n_embd = 256, m.n_ff = 256, m.n_expert = 4, m.n_tokens = 1, m.top_k = 2;
+  int32_t ids[2] = {0, 1};
+  float w[2] = {0.5f, 0.5f}, x[256] = {}, y[256] = {};
+  alignas(256) static uint8_t scratch[256];
+  m.ids = ids, m.weights = w, m.x = x, m.y = y, m.gate_w = m.up_w = m.down_w = scratch;
+  m.scratch = scratch, m.scratch_bytes = sizeof(scratch);
+  EXPECT_EQ(api.moe_grouped(&m, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("needed"));
+  MoedCudaGemvArgs g{};
+  g.ggml_type = 12, g.w = scratch, g.row_bytes = 144, g.n_in = 100, g.n_out = 4, g.x = x, g.y = y;
+  g.n_tokens = 16, g.n_matrices = 1;
+  EXPECT_EQ(api.gemm_mma(&g, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("whole 32-weight units"));
+}
+
 }  // namespace
 }  // namespace moed::cuda

@@ -70,6 +70,8 @@ class CudaLibrary {
   bool HasF16Kv() const { return MOED_CUDA_API_HAS(api_, attention_kv); }
   // ABI 1.3's NCCL links (nccl_*, stream_query).
   bool HasNccl() const { return MOED_CUDA_API_HAS(api_, stream_query); }
+  // ABI 1.4's tensor-core products (moe_grouped, gemm_mma).
+  bool HasMma() const { return MOED_CUDA_API_HAS(api_, gemm_mma); }
   // api().moe_decode / delta_rule_step / conv1d_step through Check().
   absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
   absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;

@@ -1,5 +1,5 @@
 // Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
-// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu), and the per-thread error message they report through. Compiled by nvcc
+// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu, gemm_mma.cu, nccl.cc), and the per-thread error message they report through. Compiled by nvcc
 // only; the host side sees nothing but api.h.
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
@@ -60,6 +60,11 @@ int DequantizeF16Launch(uint32_t type, const void* w, uint64_t row_bytes, int64_
 int MoeCombineLaunch(float* x, const float* rows, const int32_t* row_of, const float* weights, int64_t n_tokens,
                      int32_t top_k, int64_t n, void* stream);
 int GatherRowsLaunch(const float* src, const int32_t* rows, int64_t n_rows, int64_t n, float* dst, void* stream);
+// gemm_mma.cu: ABI 1.4's tensor-core products.
+int MoeGroupedScratchBytes(int64_t n_tokens, int32_t top_k, int64_t n_embd, int64_t n_ff, int64_t n_expert,
+                           uint64_t* bytes);
+int MoeGroupedLaunch(const MoedCudaMoeGroupedArgs& args, void* stream);
+int GemmMmaLaunch(const MoedCudaGemvArgs& args, void* stream);
 // nccl.cc: ABI 1.3's links (api.h).
 int NcclAvailable();
 int NcclUniqueId(uint8_t* id);

@@ -218,7 +218,7 @@ absl::Status CudaStageEngine::Init() {
     ASSIGN_OR_RETURN(output_, UploadMatrix(weights_.output));
     ASSIGN_OR_RETURN(output_norm_, UploadVector(weights_.output_norm));
   }
-  // Prefill GEMMs: the largest matrix a gemm dequantizes, and the F16 copy of one layer's experts.
+  // Prefill GEMMs (cuBLAS): the largest matrix a gemm dequantizes and its longest row.
   gemm_ok_ = api_.gemm_available() == 1 && gemm_mode_ != CudaGemm::kOff;
   gemm_precision_ = gemm_mode_ == CudaGemm::kF32 ? MOED_CUDA_GEMM_F32 : MOED_CUDA_GEMM_F16;
   for (const Layer& l : layers_) {
@@ -228,20 +228,13 @@ absl::Status CudaStageEngine::Init() {
       gemm_n_in_ = std::max(gemm_n_in_, m->n_in);
     }
   }
-  if (gemm_ok_ && gemm_precision_ == MOED_CUDA_GEMM_F16 && hp_.n_embd % 32 == 0 && hp_.n_ff_exp % 32 == 0 &&
-      !layers_.empty()) {
-    const uint64_t bytes = 3 * 2 * static_cast<uint64_t>(hp_.n_expert * hp_.n_ff_exp * hp_.n_embd);
-    if (api_.malloc_device(&experts_f16_, bytes) == 0) {
-      allocations_.push_back(experts_f16_);
-    } else {
-      experts_f16_ = nullptr;  // grouped MoE prefill off; prefill MoE stays on moe_decode
-      MOED_LOG(WARNING) << "no room for the " << bytes / (1 << 20) << " MiB F16 expert buffer: MoE prefill uses GEMV";
-    }
-  }
-  MOED_LOG(INFO) << "prefill matrix products: "
+  // The tensor-core products round to F16 like the F16 gemm: only where the engine runs F16.
+  mma_ok_ = lib_->HasMma() && gemm_mode_ == CudaGemm::kF16 && hp_.n_expert <= 1024;
+  MOED_LOG(INFO) << "batch matrix products: "
+                 << (mma_ok_ ? "tensor cores on the quantized blocks (F16), experts grouped on the device" : "GEMV")
+                 << "; long prefills: "
                  << (!gemm_ok_ ? "GEMV (cuBLAS absent or off)"
-                               : gemm_precision_ == MOED_CUDA_GEMM_F16 ? "cuBLAS GEMM, F16" : "cuBLAS GEMM, float32")
-                 << (experts_f16_ != nullptr ? ", experts grouped" : "");
+                               : gemm_precision_ == MOED_CUDA_GEMM_F16 ? "cuBLAS GEMM, F16" : "cuBLAS GEMM, float32");
   ASSIGN_OR_RETURN(void* tables, Allocate(slots * cache.kv_blocks * sizeof(int32_t)));
   block_tables_ = static_cast<int32_t*>(tables);
   RETURN_IF_ERROR(Reserve(64));
@@ -271,16 +264,18 @@ absl::Status CudaStageEngine::Reserve(int64_t tokens) {
   add(&s_.router, N * hp_.n_expert), add(&s_.weights, N * K);
   add(&s_.act, std::min<int64_t>(N, MOED_CUDA_MAX_MOE_TOKENS) * K * hp_.n_ff_exp);
   add(&s_.sh_g, N * hp_.n_ff_shexp), add(&s_.sh_u, N * hp_.n_ff_shexp), add(&s_.sh_d, N * H), add(&s_.sh_logit, N);
-  const int64_t R = std::min(N, kMoeGemmTokens) * K;  // grouped-MoE rows
-  const bool moe_gemm = experts_f16_ != nullptr && N >= kGemmMinTokens;
-  add(&s_.moe_xs, moe_gemm ? R * H : 0), add(&s_.moe_d, moe_gemm ? R * H : 0);
-  add(&s_.moe_g, moe_gemm ? R * hp_.n_ff_exp : 0), add(&s_.moe_u, moe_gemm ? R * hp_.n_ff_exp : 0);
-  add(&s_.moe_row_of, moe_gemm ? R : 0), add(&s_.moe_src, moe_gemm ? R : 0);
+  uint64_t moe_bytes = 0;
+  if (mma_ok_ && N >= kMmaMinTokens && !layers_.empty()) {
+    RETURN_IF_ERROR(Check(api_.moe_grouped_scratch_bytes(std::min(N, kMoeGroupTokens), static_cast<int32_t>(K), H,
+                                                         hp_.n_ff_exp, hp_.n_expert, &moe_bytes),
+                          "moe_grouped scratch"));
+  }
+  s_.moe_scratch_bytes = static_cast<int64_t>(moe_bytes);
+  add(&s_.moe_scratch, s_.moe_scratch_bytes / 4 + 1);
   // gemm scratch in floats: F16 weights of the largest matrix and F16 rows of the longest input.
-  const int64_t max_rows = std::max(N, moe_gemm ? R : 0);
   s_.gemm_scratch_bytes =
       gemm_ok_ && N >= kGemmMinTokens
-          ? std::max(2 * (gemm_w_halves_ + max_rows * std::max({gemm_n_in_, H, hp_.n_ff_exp})), 4 * gemm_w_halves_) + 512
+          ? std::max(2 * (gemm_w_halves_ + N * std::max({gemm_n_in_, H, hp_.n_ff_exp})), 4 * gemm_w_halves_) + 512
           : 0;
   add(&s_.gemm_scratch, s_.gemm_scratch_bytes / 4 + 1);
   // Split-K partials for decode-sized steps (the kernel does not split larger ones).
@@ -566,17 +561,40 @@ absl::Status CudaStageEngine::Gemm(MoedCudaGemmArgs g, int64_t n_in, int64_t n_o
 
 absl::Status CudaStageEngine::MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y,
                                      std::string_view what) {
-  // gemm for a prefill's layer matrices; the head (its rows are few) and, with F16 GEMMs, F32
-  // matrices (the router, whose choices F16 rounding could flip) stay on the exact GEMV path.
-  if (use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_ &&
-      (w.type != TypeId(GgmlType::kF32) || gemm_precision_ == MOED_CUDA_GEMM_F32)) {
+  // F32 matrices (the router, whose choices F16 rounding could flip) are never rounded to F16:
+  // float32 cuBLAS in prefills, else the exact GEMV.
+  const bool f32 = w.type == TypeId(GgmlType::kF32);
+  const bool cublas = use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_;
+  // Tensor cores for batches, on matrices with rows enough to spread over the GPU: a narrow one (the
+  // DeltaNet's 32-row beta and alpha projections) would be a single CTA walking all of K.
+  if (mma_ok_ && !f32 && n_tokens >= kMmaMinTokens && w.n_in % 32 == 0 && w.n_out >= kMmaMinRows &&
+      !(cublas && n_tokens >= kCublasMinTokens)) {
+    MoedCudaGemvArgs a{};
+    a.ggml_type = w.type;
+    a.w = w.data;
+    a.row_bytes = w.row_bytes;
+    a.n_in = w.n_in, a.n_out = w.n_out, a.n_matrices = 1;
+    a.x = x, a.y = y, a.n_tokens = static_cast<int32_t>(n_tokens);
+    return Check(api_.gemm_mma(&a, stream_), what);
+  }
+  if (cublas) {
     MoedCudaGemmArgs g{};
     g.ggml_type = w.type;
     g.w = w.data;
     g.row_bytes = w.row_bytes;
+    if (f32) {
+      g.n_in = w.n_in, g.n_out = w.n_out, g.n_tokens = n_tokens, g.x = x, g.y = y;
+      g.scratch = s_.gemm_scratch, g.scratch_bytes = s_.gemm_scratch_bytes;
+      g.precision = MOED_CUDA_GEMM_F32;
+      return Check(api_.gemm(&g, stream_), what);
+    }
     return Gemm(g, w.n_in, w.n_out, n_tokens, x, y, what);
   }
-  for (int64_t t = 0; t < n_tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
+  // The GEMV takes 8 tokens a launch: whole groups of 8 go in one launch as a strided batch over
+  // the same matrix (stride 0), the rest in a second.
+  constexpr int64_t kChunk = MOED_CUDA_MAX_GEMV_TOKENS;
+  for (int64_t t = 0; t < n_tokens;) {
+    const int64_t groups = n_tokens - t >= kChunk ? std::min<int64_t>((n_tokens - t) / kChunk, 65535) : 1;
     MoedCudaGemvArgs a{};
     a.ggml_type = w.type;
     a.w = w.data;
@@ -585,9 +603,12 @@ absl::Status CudaStageEngine::MatMul(const Matrix& w, const float* x, int64_t n_
     a.n_out = w.n_out;
     a.x = x + t * w.n_in;
     a.y = y + t * w.n_out;
-    a.n_tokens = static_cast<int32_t>(std::min<int64_t>(MOED_CUDA_MAX_GEMV_TOKENS, n_tokens - t));
-    a.n_matrices = 1;
+    a.n_tokens = static_cast<int32_t>(std::min(kChunk, n_tokens - t));
+    a.n_matrices = static_cast<int32_t>(groups);
+    a.x_matrix_stride = kChunk * w.n_in;
+    a.y_matrix_stride = kChunk * w.n_out;
     RETURN_IF_ERROR(Check(api_.gemv(&a, stream_), what));
+    t += groups * a.n_tokens;
   }
   return absl::OkStatus();
 }

@@ -75,8 +75,8 @@ class CudaStageEngine final : public StageEngine {
     float *router, *weights, *act, *sh_g, *sh_u, *sh_d, *sh_logit;
     void* gemm_scratch;  // F16 weights and activations of one gemm
     int64_t gemm_scratch_bytes;
-    float *moe_xs, *moe_g, *moe_u, *moe_d;  // MoE prefill: rows grouped by expert
-    int32_t *moe_row_of, *moe_src;
+    void* moe_scratch;  // moe_grouped's grouping and intermediate rows
+    int64_t moe_scratch_bytes;
     float* attn_partials;  // split-K scratch of the attention kernel
     int64_t attn_partials_floats;
     int32_t *ids, *positions, *kv_rows, *token_slots, *seq_slots, *gather;
@@ -102,7 +102,7 @@ class CudaStageEngine final : public StageEngine {
   // `what`, the stream synchronised at each call: a per-op profile printed when the engine ends.
   absl::Status Check(int rc, std::string_view what) const;
 
-  // y = W x for n_tokens rows: gemm on prefill steps where it applies, else the GEMV in chunks.
+  // y = W x for n_tokens rows: gemm_mma for batches, cuBLAS for long prefills, else the GEMV in chunks.
   absl::Status MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::string_view what);
   // api_.gemm with the given weights (`g`'s w or w_f16 fields) and the engine's scratch and precision.
   absl::Status Gemm(MoedCudaGemmArgs g, int64_t n_in, int64_t n_out, int64_t n_tokens, const float* x, float* y,
@@ -110,9 +110,8 @@ class CudaStageEngine final : public StageEngine {
   absl::Status FullAttention(const Layer& l, int64_t n);
   absl::Status DeltaNet(const Layer& l, const std::vector<Group>& groups, int64_t n);
   absl::Status Moe(const Layer& l, int64_t n);
-  // Prefill MoE: tokens grouped by expert, one GEMM per expert and matrix (the step's routing is
-  // read back to the host to group them).
-  absl::Status MoeGemm(const Layer& l, int64_t n);
+  // The routed experts of a batch on tensor cores (moe_grouped), in passes of kMoeGroupTokens.
+  absl::Status MoeGrouped(const Layer& l, int64_t n);
   // The layers over the step's n tokens, then (last stage) the head of the first head_rows wanted rows.
   absl::Status Compute(int64_t n, const std::vector<Group>& groups, int64_t head_rows);
   // Final norm and head of wanted rows [first, first + count) (count <= kHeadRows) into s_.logits.
@@ -142,15 +141,20 @@ class CudaStageEngine final : public StageEngine {
   std::map<GraphKey, Graph> graphs_;
   static constexpr int64_t kHeadRows = 64;  // logits rows per head block; decode graphs up to this batch
   uint64_t weight_bytes_ = 0, state_bytes_ = 0;
-  // Prefill steps compute their matrix products with gemm (cuBLAS) when it is available.
-  static constexpr int64_t kGemmMinTokens = 16;
-  static constexpr int64_t kMoeGemmTokens = 2048;  // tokens per grouped-MoE pass
+  // Batches of kMmaMinTokens+ rows use the tensor-core products (ABI 1.4) when the engine runs F16
+  // products; dense matrices of prefills of kCublasMinTokens+ rows go to cuBLAS, which is faster
+  // there (kernels/cuda/NOTES.md, fifth slice).
+  static constexpr int64_t kMmaMinTokens = 8;
+  static constexpr int64_t kMmaMinRows = 256;
+  static constexpr int64_t kCublasMinTokens = 128;
+  static constexpr int64_t kGemmMinTokens = 16;       // cuBLAS without the tensor-core products
+  static constexpr int64_t kMoeGroupTokens = 2048;  // tokens per moe_grouped pass
+  bool mma_ok_ = false;
   bool gemm_ok_ = false;
   int32_t gemm_precision_ = MOED_CUDA_GEMM_F16;
   bool use_gemm_ = false;          // the current step is not a captured decode step
   int64_t gemm_w_halves_ = 0;      // the largest matrix that gemm dequantizes
   int64_t gemm_n_in_ = 0;          // the longest row it multiplies
-  void* experts_f16_ = nullptr;    // a layer's gate, up and down experts as F16 (MoeGemm)
   struct Profile;
   std::unique_ptr<Profile> profile_;  // null unless MOED_CUDA_PROFILE is set
   // Per slot: conv window and delta-rule state floats; per token: the elements of a K and a V row.

@@ -123,10 +123,10 @@ absl::Status CudaStageEngine::Moe(const Layer& l, int64_t n) {
     RETURN_IF_ERROR(MatMul(l.shared_gate_inp, s_.a, n, s_.sh_logit, "gemv shared"));
     RETURN_IF_ERROR(Check(api_.add_rows(s_.x, s_.sh_d, s_.sh_logit, H, n, stream_), "add_rows"));
   }
-  if (use_gemm_ && experts_f16_ != nullptr && n >= kGemmMinTokens) return MoeGemm(l, n);
   RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));
   RETURN_IF_ERROR(Check(api_.route_topk(s_.router, n, hp_.n_expert, static_cast<int32_t>(K), s_.ids, s_.weights,
                                         stream_), "route_topk"));
+  if (mma_ok_ && n >= kMmaMinTokens && H % 32 == 0 && hp_.n_ff_exp % 32 == 0) return MoeGrouped(l, n);
   for (int64_t t = 0; t < n; t += MOED_CUDA_MAX_MOE_TOKENS) {
     MoedCudaMoeArgs m{};
     m.gate_up_type = l.gate.type;
@@ -148,60 +148,25 @@ absl::Status CudaStageEngine::Moe(const Layer& l, int64_t n) {
   return absl::OkStatus();
 }
 
-absl::Status CudaStageEngine::MoeGemm(const Layer& l, int64_t n) {
-  const int64_t H = hp_.n_embd, K = hp_.n_expert_used, F = hp_.n_ff_exp, E = hp_.n_expert;
-  auto* gate16 = static_cast<uint8_t*>(experts_f16_);
-  uint8_t* up16 = gate16 + 2 * E * F * H;
-  uint8_t* down16 = up16 + 2 * E * F * H;
-  const auto gate_type = static_cast<GgmlType>(l.gate.type), down_type = static_cast<GgmlType>(l.down.type);
-  RETURN_IF_ERROR(Check(api_.dequantize_f16(l.gate.type, l.gate.data, RowBytes(gate_type, H), H, E * F, gate16, stream_),
-                        "dequantize experts"));
-  RETURN_IF_ERROR(Check(api_.dequantize_f16(l.up.type, l.up.data, RowBytes(gate_type, H), H, E * F, up16, stream_),
-                        "dequantize experts"));
-  RETURN_IF_ERROR(Check(api_.dequantize_f16(l.down.type, l.down.data, RowBytes(down_type, F), F, E * H, down16, stream_),
-                        "dequantize experts"));
-  RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));
-  RETURN_IF_ERROR(Check(api_.route_topk(s_.router, n, E, static_cast<int32_t>(K), s_.ids, s_.weights, stream_),
-                        "route_topk"));
-  std::vector<int32_t> ids(n * K);
-  RETURN_IF_ERROR(Check(api_.copy_to_host_async(ids.data(), s_.ids, ids.size() * 4, stream_), "routing readback"));
-  RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "routing readback"));
-
-  auto gemm = [&](const uint8_t* w16, int64_t n_in, int64_t n_out, const float* x, float* y, int64_t rows) {
-    MoedCudaGemmArgs g{};
-    g.w_f16 = w16;
-    return Gemm(g, n_in, n_out, rows, x, y, "gemm experts");
-  };
-  for (int64_t t0 = 0; t0 < n; t0 += kMoeGemmTokens) {
-    const int64_t m = std::min(kMoeGemmTokens, n - t0);
-    // Rows grouped by expert: row_of[t][s] is the row of (token t, slot s), src[row] its token.
-    std::vector<int64_t> count(E + 1, 0);
-    for (int64_t i = t0 * K; i < (t0 + m) * K; ++i) ++count[ids[i] + 1];
-    for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];  // count[e]: first row of expert e
-    std::vector<int64_t> next(count.begin(), count.end() - 1);
-    std::vector<int32_t> row_of(m * K), src(m * K);
-    for (int64_t i = 0; i < m * K; ++i) {
-      const int32_t row = static_cast<int32_t>(next[ids[t0 * K + i]]++);
-      row_of[i] = row;
-      src[row] = static_cast<int32_t>(t0 + i / K);
-    }
-    RETURN_IF_ERROR(Check(api_.copy_to_device_async(s_.moe_row_of, row_of.data(), row_of.size() * 4, stream_), "copy"));
-    RETURN_IF_ERROR(Check(api_.copy_to_device_async(s_.moe_src, src.data(), src.size() * 4, stream_), "copy"));
-    RETURN_IF_ERROR(Check(api_.gather_rows(s_.a, s_.moe_src, m * K, H, s_.moe_xs, stream_), "gather_rows"));
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t first = count[e], rows = count[e + 1] - count[e];
-      if (rows == 0) continue;
-      RETURN_IF_ERROR(gemm(gate16 + 2 * e * F * H, H, F, s_.moe_xs + first * H, s_.moe_g + first * F, rows));
-      RETURN_IF_ERROR(gemm(up16 + 2 * e * F * H, H, F, s_.moe_xs + first * H, s_.moe_u + first * F, rows));
-    }
-    RETURN_IF_ERROR(Check(api_.silu_mul(s_.moe_g, s_.moe_u, m * K * F, s_.moe_g, stream_), "silu_mul"));
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t first = count[e], rows = count[e + 1] - count[e];
-      if (rows == 0) continue;
-      RETURN_IF_ERROR(gemm(down16 + 2 * e * H * F, F, H, s_.moe_g + first * F, s_.moe_d + first * H, rows));
-    }
-    RETURN_IF_ERROR(Check(api_.moe_combine(s_.x + t0 * H, s_.moe_d, s_.moe_row_of, s_.weights + t0 * K, m,
-                                           static_cast<int32_t>(K), H, stream_), "moe_combine"));
+absl::Status CudaStageEngine::MoeGrouped(const Layer& l, int64_t n) {
+  const int64_t H = hp_.n_embd;
+  for (int64_t t = 0; t < n; t += kMoeGroupTokens) {
+    MoedCudaMoeGroupedArgs m{};
+    m.gate_up_type = l.gate.type;
+    m.down_type = l.down.type;
+    m.gate_w = l.gate.data, m.up_w = l.up.data, m.down_w = l.down.data;
+    m.n_embd = H;
+    m.n_ff = hp_.n_ff_exp;
+    m.n_expert = hp_.n_expert;
+    m.n_tokens = static_cast<int32_t>(std::min(kMoeGroupTokens, n - t));
+    m.top_k = static_cast<int32_t>(hp_.n_expert_used);
+    m.ids = s_.ids + t * m.top_k;
+    m.weights = s_.weights + t * m.top_k;
+    m.x = s_.a + t * H;
+    m.y = s_.x + t * H;
+    m.accumulate = 1;  // onto the residual stream
+    m.scratch = s_.moe_scratch, m.scratch_bytes = s_.moe_scratch_bytes;
+    RETURN_IF_ERROR(Check(api_.moe_grouped(&m, stream_), "moe_grouped"));
   }
   return absl::OkStatus();
 }
