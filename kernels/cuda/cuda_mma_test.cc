@@ -58,21 +58,6 @@ std::vector<uint8_t> F16RangeWeights(GgmlType type, int64_t n_in, int64_t n_out,
   return data;
 }
 
-// |W| |x| per (token, output row), from the dequantized rows.
-std::vector<double> AbsSums(const cpu::WeightMatrix& m, const float* x, int n_tokens) {
-  std::vector<float> row(static_cast<size_t>(m.n_in));
-  std::vector<double> out(static_cast<size_t>(n_tokens * m.n_out));
-  for (int64_t o = 0; o < m.n_out; ++o) {
-    EXPECT_TRUE(DequantizeRow(m.type, m.data + o * m.row_bytes, row.data(), m.n_in).ok());
-    for (int t = 0; t < n_tokens; ++t) {
-      double s = 0;
-      for (int64_t i = 0; i < m.n_in; ++i) s += std::fabs(static_cast<double>(row[i]) * x[t * m.n_in + i]);
-      out[static_cast<size_t>(t * m.n_out + o)] = s;
-    }
-  }
-  return out;
-}
-
 double CheckGemmMma(GgmlType type, int64_t n_in, int64_t n_out, int n_tokens, std::mt19937& rng) {
   const CudaLibrary& lib = *GetBackend().lib;
   const std::vector<uint8_t> w = F16RangeWeights(type, n_in, n_out, rng);

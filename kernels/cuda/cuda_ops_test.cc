@@ -33,21 +33,6 @@ struct MoeShape {
   int top_k, n_tokens;
 };
 
-// abs_sum[t][o] = sum_i |W[o][i] x[t][i]| of a weight matrix (dequantized) and n_tokens inputs.
-std::vector<double> AbsSums(const cpu::WeightMatrix& m, const float* x, int n_tokens) {
-  std::vector<float> row(static_cast<size_t>(m.n_in));
-  std::vector<double> out(static_cast<size_t>(n_tokens * m.n_out));
-  for (int64_t o = 0; o < m.n_out; ++o) {
-    EXPECT_TRUE(DequantizeRow(m.type, m.data + o * m.row_bytes, row.data(), m.n_in).ok());
-    for (int t = 0; t < n_tokens; ++t) {
-      double s = 0;
-      for (int64_t i = 0; i < m.n_in; ++i) s += std::fabs(static_cast<double>(row[i]) * x[t * m.n_in + i]);
-      out[static_cast<size_t>(t * m.n_out + o)] = s;
-    }
-  }
-  return out;
-}
-
 struct MoeErrors {
   double act = 0, y = 0;  // largest |gpu - ref| / (its error scale) over the case
 };

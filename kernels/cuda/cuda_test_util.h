@@ -1,5 +1,6 @@
-// Shared by the CUDA kernel tests (cuda_gemv_test.cc, cuda_ops_test.cc): the library loaded once
-// per process, a skip macro for machines without a GPU, device buffers and random weights.
+// Shared by the CUDA kernel tests (cuda_gemv_test.cc, cuda_ops_test.cc, cuda_mma_test.cc): the
+// library loaded once per process, a skip macro for machines without a GPU, device buffers, random
+// weights and the abs-sum error scale.
 #ifndef MOED_KERNELS_CUDA_CUDA_TEST_UTIL_H_
 #define MOED_KERNELS_CUDA_CUDA_TEST_UTIL_H_
 
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 #include "kernels/base/half.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cuda/api.h"
 #include "kernels/cuda/loader.h"
 #include "kernels/quants/dequantize.h"
@@ -115,6 +117,22 @@ inline std::vector<uint8_t> RandomWeights(GgmlType type, int64_t n_in, int64_t n
     }
   }
   return data;
+}
+
+// abs_sum[t][o] = sum_i |W[o][i] x[t][i]| of a weight matrix (dequantized) and n_tokens inputs:
+// the scale a float32 (or F16) dot product's rounding error is measured against.
+inline std::vector<double> AbsSums(const cpu::WeightMatrix& m, const float* x, int n_tokens) {
+  std::vector<float> row(static_cast<size_t>(m.n_in));
+  std::vector<double> out(static_cast<size_t>(n_tokens * m.n_out));
+  for (int64_t o = 0; o < m.n_out; ++o) {
+    EXPECT_TRUE(DequantizeRow(m.type, m.data + o * m.row_bytes, row.data(), m.n_in).ok());
+    for (int t = 0; t < n_tokens; ++t) {
+      double s = 0;
+      for (int64_t i = 0; i < m.n_in; ++i) s += std::fabs(static_cast<double>(row[i]) * x[t * m.n_in + i]);
+      out[static_cast<size_t>(t * m.n_out + o)] = s;
+    }
+  }
+  return out;
 }
 
 }  // namespace moed::cuda

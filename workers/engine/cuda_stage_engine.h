@@ -110,8 +110,6 @@ class CudaStageEngine final : public StageEngine {
   absl::Status FullAttention(const Layer& l, int64_t n);
   absl::Status DeltaNet(const Layer& l, const std::vector<Group>& groups, int64_t n);
   absl::Status Moe(const Layer& l, int64_t n);
-  // The routed experts of a batch on tensor cores (moe_grouped), in passes of kMoeGroupTokens.
-  absl::Status MoeGrouped(const Layer& l, int64_t n);
   // The layers over the step's n tokens, then (last stage) the head of the first head_rows wanted rows.
   absl::Status Compute(int64_t n, const std::vector<Group>& groups, int64_t head_rows);
   // Final norm and head of wanted rows [first, first + count) (count <= kHeadRows) into s_.logits.

@@ -126,47 +126,37 @@ absl::Status CudaStageEngine::Moe(const Layer& l, int64_t n) {
   RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));
   RETURN_IF_ERROR(Check(api_.route_topk(s_.router, n, hp_.n_expert, static_cast<int32_t>(K), s_.ids, s_.weights,
                                         stream_), "route_topk"));
-  if (mma_ok_ && n >= kMmaMinTokens && H % 32 == 0 && hp_.n_ff_exp % 32 == 0) return MoeGrouped(l, n);
-  for (int64_t t = 0; t < n; t += MOED_CUDA_MAX_MOE_TOKENS) {
-    MoedCudaMoeArgs m{};
+  // The routed experts, in passes: moe_grouped on tensor cores for batches (F16 mode), else the
+  // exact moe_decode. Both take the same fields of the layer and the step.
+  const bool grouped = mma_ok_ && n >= kMmaMinTokens && H % 32 == 0 && hp_.n_ff_exp % 32 == 0;
+  const int64_t pass = grouped ? kMoeGroupTokens : MOED_CUDA_MAX_MOE_TOKENS;
+  auto fill = [&](auto& m, int64_t t) {
     m.gate_up_type = l.gate.type;
     m.down_type = l.down.type;
     m.gate_w = l.gate.data, m.up_w = l.up.data, m.down_w = l.down.data;
     m.n_embd = H;
     m.n_ff = hp_.n_ff_exp;
     m.n_expert = hp_.n_expert;
-    m.n_tokens = static_cast<int32_t>(std::min<int64_t>(MOED_CUDA_MAX_MOE_TOKENS, n - t));
+    m.n_tokens = static_cast<int32_t>(std::min(pass, n - t));
     m.top_k = static_cast<int32_t>(K);
     m.ids = s_.ids + t * K;
     m.weights = s_.weights + t * K;
     m.x = s_.a + t * H;
-    m.act = s_.act;
     m.y = s_.x + t * H;
     m.accumulate = 1;  // onto the residual stream
-    RETURN_IF_ERROR(Check(api_.moe_decode(&m, stream_), "moe_decode"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CudaStageEngine::MoeGrouped(const Layer& l, int64_t n) {
-  const int64_t H = hp_.n_embd;
-  for (int64_t t = 0; t < n; t += kMoeGroupTokens) {
-    MoedCudaMoeGroupedArgs m{};
-    m.gate_up_type = l.gate.type;
-    m.down_type = l.down.type;
-    m.gate_w = l.gate.data, m.up_w = l.up.data, m.down_w = l.down.data;
-    m.n_embd = H;
-    m.n_ff = hp_.n_ff_exp;
-    m.n_expert = hp_.n_expert;
-    m.n_tokens = static_cast<int32_t>(std::min(kMoeGroupTokens, n - t));
-    m.top_k = static_cast<int32_t>(hp_.n_expert_used);
-    m.ids = s_.ids + t * m.top_k;
-    m.weights = s_.weights + t * m.top_k;
-    m.x = s_.a + t * H;
-    m.y = s_.x + t * H;
-    m.accumulate = 1;  // onto the residual stream
-    m.scratch = s_.moe_scratch, m.scratch_bytes = s_.moe_scratch_bytes;
-    RETURN_IF_ERROR(Check(api_.moe_grouped(&m, stream_), "moe_grouped"));
+  };
+  for (int64_t t = 0; t < n; t += pass) {
+    if (grouped) {
+      MoedCudaMoeGroupedArgs m{};
+      fill(m, t);
+      m.scratch = s_.moe_scratch, m.scratch_bytes = s_.moe_scratch_bytes;
+      RETURN_IF_ERROR(Check(api_.moe_grouped(&m, stream_), "moe_grouped"));
+    } else {
+      MoedCudaMoeArgs m{};
+      fill(m, t);
+      m.act = s_.act;
+      RETURN_IF_ERROR(Check(api_.moe_decode(&m, stream_), "moe_decode"));
+    }
   }
   return absl::OkStatus();
 }
