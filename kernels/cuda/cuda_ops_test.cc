@@ -364,8 +364,10 @@ TEST(CudaConv1dTest, MatchesCpu) {
     int64_t channels, d_conv;
     int n_seqs, n_tokens;
   };
-  const Case cases[] = {{8192, 4, 1, 1}, {8192, 4, 3, 1}, {100, 4, 2, 2}, {300, 4, 2, 5},
-                        {33, 1, 2, 1},   {257, 2, 3, 3},  {64, 8, 2, 4}};
+  // Prefills of 64+ tokens split each sequence into 8 chunks of tokens (65: chunks of 9, the last
+  // one 2 tokens; d_conv 8 reaches back across a whole chunk).
+  const Case cases[] = {{8192, 4, 1, 1}, {8192, 4, 3, 1}, {100, 4, 2, 2}, {300, 4, 2, 5}, {33, 1, 2, 1},
+                        {257, 2, 3, 3},  {64, 8, 2, 4},   {300, 4, 2, 200}, {70, 8, 3, 65}, {40, 1, 1, 64}};
   std::mt19937 rng(3);
   double worst = 0;
   for (const Case& c : cases) {

@@ -12,8 +12,9 @@
 // o = decay * s.q + delta * (k.q), s' = decay * s + delta * k. The 2 * kRowsPerWarp reductions of
 // a token are interleaved for shuffle-latency hiding.
 //
-// Conv1d. One thread per (sequence, channel) keeps the d_conv - 1 previous inputs in registers,
-// runs the sequence's tokens through them and writes the new state (coalesced over channels).
+// Conv1d. A thread per (sequence, channel, chunk of tokens) keeps the d_conv - 1 previous inputs in
+// registers, runs its tokens through them, and the last chunk writes the new state (coalesced over
+// channels).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -155,40 +156,69 @@ struct ConvParams {
   float* y;
 };
 
-template <int D>  // d_conv
-__global__ void __launch_bounds__(256) Conv1dKernel(ConvParams p) {
-  const int c = blockIdx.x * 256 + threadIdx.x;
+// kChunks threads share a (sequence, channel): thread `chunk` runs tokens [t0, t1), starting from
+// the d_conv - 1 inputs before t0 (the sequence's own, or the state's before token 0). A channel's
+// chunks sit in one CTA, so the barrier puts every read of the old state before the write of the
+// new one, which the last non-empty chunk makes. Prefills use 8 chunks: one thread walking 2,048
+// tokens is a chain of 2,048 load latencies (0.9 ms a layer, NOTES.md); decode uses 1.
+constexpr int kConvThreads = 256;
+
+template <int D, int kChunks>  // d_conv
+__global__ void __launch_bounds__(kConvThreads) Conv1dKernel(ConvParams p) {
+  constexpr int kChannels = kConvThreads / kChunks;
+  const int chunk = static_cast<int>(threadIdx.x) / kChannels;
+  const int c = static_cast<int>(blockIdx.x) * kChannels + static_cast<int>(threadIdx.x) % kChannels;
   const int b = blockIdx.y;
-  if (c >= p.n_channels) return;
+  const bool active = c < p.n_channels;
   const int64_t C = p.n_channels;
+  const float* __restrict__ x = p.x;
+  float* __restrict__ y = p.y;
+  const int per = (p.n_tokens + kChunks - 1) / kChunks;
+  const int t0 = min(chunk * per, p.n_tokens), t1 = min(t0 + per, p.n_tokens);
   float w[D], hist[D > 1 ? D - 1 : 1];
+  float* st = nullptr;
+  if (active) {
 #pragma unroll
-  for (int k = 0; k < D; ++k) w[k] = p.w[c * static_cast<int64_t>(D) + k];
-  const int64_t slot = p.slots != nullptr ? p.slots[b] : b;
-  float* st = D > 1 ? p.state + slot * (D - 1) * C + c : nullptr;
+    for (int k = 0; k < D; ++k) w[k] = p.w[c * static_cast<int64_t>(D) + k];
+    const int64_t slot = p.slots != nullptr ? p.slots[b] : b;
+    st = D > 1 ? p.state + slot * (D - 1) * C + c : nullptr;
 #pragma unroll
-  for (int k = 0; k < D - 1; ++k) hist[k] = st[k * C];
-  for (int t = 0; t < p.n_tokens; ++t) {
+    for (int k = 0; k < D - 1; ++k) {
+      const int t = t0 - (D - 1) + k;  // state row t + D - 1 holds token t < 0
+      hist[k] = t >= 0 ? x[(static_cast<int64_t>(b) * p.n_tokens + t) * C + c] : st[(t + D - 1) * C];
+    }
+  }
+  __syncthreads();
+  if (!active) return;
+#pragma unroll 4
+  for (int t = t0; t < t1; ++t) {
     const int64_t row = (static_cast<int64_t>(b) * p.n_tokens + t) * C + c;
-    const float xv = p.x[row];
+    const float xv = x[row];
     // Tap 0 (the oldest input) first and the current token last, like the CPU twin.
     float acc = D > 1 ? w[0] * hist[0] : w[0] * xv;
 #pragma unroll
     for (int k = 1; k < D - 1; ++k) acc = fmaf(w[k], hist[k], acc);
     if (D > 1) acc = fmaf(w[D - 1], xv, acc);
-    p.y[row] = acc / (1.0f + expf(-acc));
+    y[row] = acc / (1.0f + expf(-acc));
 #pragma unroll
     for (int k = 0; k + 1 < D - 1; ++k) hist[k] = hist[k + 1];
     if (D > 1) hist[D - 2] = xv;
   }
+  if (t1 == p.n_tokens && t0 < t1) {
 #pragma unroll
-  for (int k = 0; k < D - 1; ++k) st[k * C] = hist[k];
+    for (int k = 0; k < D - 1; ++k) st[k * C] = hist[k];
+  }
 }
 
 template <int D>
 int LaunchConv(const ConvParams& p, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((p.n_channels + 255) / 256), static_cast<unsigned>(p.n_seqs));
-  Conv1dKernel<D><<<grid, 256, 0, stream>>>(p);
+  const auto s = static_cast<unsigned>(p.n_seqs);
+  if (p.n_tokens >= 64) {
+    constexpr int kChunks = 8, kChannels = kConvThreads / kChunks;
+    Conv1dKernel<D, kChunks><<<dim3((p.n_channels + kChannels - 1) / kChannels, s), kConvThreads, 0, stream>>>(p);
+  } else {
+    Conv1dKernel<D, 1><<<dim3((p.n_channels + kConvThreads - 1) / kConvThreads, s), kConvThreads, 0, stream>>>(p);
+  }
   return FailCuda(cudaGetLastError(), "conv1d_step launch");
 }
 
