@@ -412,7 +412,7 @@ typedef struct MoedCudaApiV1 {
                                    uint64_t* bytes);
   int (*moe_grouped)(const MoedCudaMoeGroupedArgs* args, void* stream);
   /* gemv's product for any number of tokens (n_matrices 1), on tensor cores with W and x rounded
-   * to F16 (float32 accumulation): for batches of 16+ tokens, where gemv re-reads W per 8 tokens. */
+   * to F16 (float32 accumulation): for batches, where gemv re-reads W for every 8 tokens. */
   int (*gemm_mma)(const MoedCudaGemvArgs* args, void* stream);
 } MoedCudaApiV1;
 

@@ -131,6 +131,12 @@ TEST(CudaLoaderTest, MmaEntryPointsCheckTheirArguments) {
   m.scratch = scratch, m.scratch_bytes = sizeof(scratch);
   EXPECT_EQ(api.moe_grouped(&m, nullptr), MOED_CUDA_EINVAL);
   EXPECT_THAT(std::string(api.last_error()), HasSubstr("needed"));
+  // More pairs than a launch's 65535 tiles hold: refused by size, before anything runs (the scratch
+  // is never touched, so its size can be claimed).
+  m.n_tokens = 65535, m.top_k = 32;
+  m.scratch_bytes = int64_t{1} << 40;
+  EXPECT_EQ(api.moe_grouped(&m, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("more than 65535 tiles"));
   MoedCudaGemvArgs g{};
   g.ggml_type = 12, g.w = scratch, g.row_bytes = 144, g.n_in = 100, g.n_out = 4, g.x = x, g.y = y;
   g.n_tokens = 16, g.n_matrices = 1;

@@ -488,6 +488,10 @@ int MoeGroupedLaunch(const MoedCudaMoeGroupedArgs& a, void* stream) {
   // Small tiles when the experts average at most 8 rows (decode batches), 32-row tiles otherwise.
   const bool small = n_pairs <= kSmallTileTokens * a.n_expert;
   const int tile_tokens = small ? kSmallTileTokens : kTileTokens;
+  if (MaxTiles(n_pairs, a.n_expert, tile_tokens) > 65535) {
+    return Fail(MOED_CUDA_EINVAL, "moe_grouped: " + std::to_string(n_pairs) +
+                                      " (token, slot) pairs need more than 65535 tiles; pass fewer tokens a call");
+  }
   GroupKernel<<<1, kGroupThreads, 0, s>>>(a.ids, n_pairs, static_cast<int>(a.n_expert), tile_tokens, at(l.n_tiles),
                                           at(l.tile_expert), at(l.tile_row0), at(l.tile_rows), at(l.pair_of_row),
                                           at(l.row_of));

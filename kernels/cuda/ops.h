@@ -1,6 +1,7 @@
 // Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
-// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu, gemm_mma.cu, nccl.cc), and the per-thread error message they report through. Compiled by nvcc
-// only; the host side sees nothing but api.h.
+// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu, gemm_mma.cu, nccl.cc),
+// and the per-thread error message they report through. Compiled by nvcc only; the host side sees
+// nothing but api.h.
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
 
