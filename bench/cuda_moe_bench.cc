@@ -5,8 +5,8 @@
 //                 each iteration uses another precomputed set of random ids, and the three
 //                 256-expert tensors (453 MB in Q4_K) exceed the 60 MiB L2, so the weights come
 //                 from HBM;
-//   dense         the Q8_0 2048 -> 8192 DeltaNet input projection for 8..2048 tokens: gemv in
-//                 8-token launches, gemm_mma (ABI 1.4) and cuBLAS F16;
+//   dense         the Q8_0 DeltaNet input (2048 -> 8192) and output (4096 -> 2048) projections
+//                 for 1..2048 tokens: gemv in 8-token launches, gemm_mma (ABI 1.4) and cuBLAS F16;
 //   delta rule    Hk 16, Hv 32, dk = dv 128 (2 MiB of state per sequence), 1 token for 1/8/64
 //                 sequences, the states cycled through a 256-slot pool (512 MiB);
 //   conv1d        8192 channels, kernel 4, 1 token for 1/8/64 sequences.
@@ -21,6 +21,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/api.h"
@@ -198,53 +199,56 @@ int main(int argc, char** argv) {
   }
 
   // ---- Dense products of a batch: gemv (8 tokens a launch), gemm_mma, cuBLAS F16 ----
-  // The DeltaNet input projection (2048 -> 8192, Q8_0 in the benchmark file), cycled through 8
-  // copies (142 MB) so that the weights come from HBM.
+  // The DeltaNet input projection (2048 -> 8192) and output projection (4096 -> 2048), Q8_0 in the
+  // benchmark file, cycled through copies (> 60 MB) so that the weights come from HBM.
   if (g_lib->HasMma()) {
     const auto q8 = moed::GgmlType::kQ8_0;
-    const int64_t n_in = 2048, n_out = 8192, copies = 8, max_tokens = 2048;
-    const uint64_t row_bytes = static_cast<uint64_t>(moed::RowBytes(q8, n_in)), matrix = row_bytes * n_out;
-    void* w = Alloc(matrix * copies, 0x3c);
-    float* x = static_cast<float*>(Alloc(max_tokens * n_in * 4, 0));
-    float* y = static_cast<float*>(Alloc(max_tokens * n_out * 4, 0));
-    const size_t scratch_bytes = 2 * (n_in * n_out + max_tokens * n_in) + 512;
-    void* scratch = Alloc(scratch_bytes);
-    const bool cublas = g_lib->api().gemm_available() == 1;
-    for (int tokens : {8, 16, 64, 256, 2048}) {
-      MoedCudaGemvArgs a{};
-      a.ggml_type = static_cast<uint32_t>(q8), a.row_bytes = row_bytes, a.n_in = n_in, a.n_out = n_out;
-      a.n_matrices = 1;
-      const double mb = matrix / 1e6;
-      const int reps = tokens > 256 ? 20 : 128;
-      if (tokens <= 256) {
+    for (const auto& [n_in, n_out, copies] : {std::tuple<int64_t, int64_t, int>{2048, 8192, 8}, {4096, 2048, 16}}) {
+      const int64_t max_tokens = 2048;
+      const uint64_t row_bytes = static_cast<uint64_t>(moed::RowBytes(q8, n_in)), matrix = row_bytes * n_out;
+      void* w = Alloc(matrix * copies, 0x3c);
+      float* x = static_cast<float*>(Alloc(max_tokens * n_in * 4, 0));
+      float* y = static_cast<float*>(Alloc(max_tokens * n_out * 4, 0));
+      const size_t scratch_bytes = 2 * (n_in * n_out + max_tokens * n_in) + 512;
+      void* scratch = Alloc(scratch_bytes);
+      const bool cublas = g_lib->api().gemm_available() == 1;
+      const std::string shape = "Q8_0 " + std::to_string(n_in) + "x" + std::to_string(n_out) + ", ";
+      for (int tokens : {1, 8, 16, 32, 64, 256, 2048}) {
+        MoedCudaGemvArgs a{};
+        a.ggml_type = static_cast<uint32_t>(q8), a.row_bytes = row_bytes, a.n_in = n_in, a.n_out = n_out;
+        a.n_matrices = 1;
+        const double mb = matrix / 1e6;
+        const int reps = tokens > 256 ? 20 : 128;
+        if (tokens <= 256) {
+          const double us = TimeUs(reps, [&](int i) {
+            for (int t = 0; t < tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
+              a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+              a.x = x + t * n_in, a.y = y + t * n_out, a.n_tokens = std::min(MOED_CUDA_MAX_GEMV_TOKENS, tokens - t);
+              CHECK_OK(g_lib->Check(g_lib->api().gemv(&a, nullptr), "gemv"));
+            }
+          });
+          Row(shape + "gemv, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
+        }
         const double us = TimeUs(reps, [&](int i) {
-          for (int t = 0; t < tokens; t += MOED_CUDA_MAX_GEMV_TOKENS) {
-            a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
-            a.x = x + t * n_in, a.y = y + t * n_out, a.n_tokens = std::min(MOED_CUDA_MAX_GEMV_TOKENS, tokens - t);
-            CHECK_OK(g_lib->Check(g_lib->api().gemv(&a, nullptr), "gemv"));
-          }
+          a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+          a.x = x, a.y = y, a.n_tokens = tokens;
+          CHECK_OK(g_lib->Check(g_lib->api().gemm_mma(&a, nullptr), "gemm_mma"));
         });
-        Row("Q8_0 2048x8192, gemv, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
+        Row(shape + "gemm_mma, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
+        if (cublas && tokens >= 8) {
+          MoedCudaGemmArgs g{};
+          g.ggml_type = a.ggml_type, g.row_bytes = row_bytes, g.n_in = n_in, g.n_out = n_out, g.n_tokens = tokens;
+          g.x = x, g.y = y, g.scratch = scratch, g.scratch_bytes = static_cast<int64_t>(scratch_bytes);
+          g.precision = MOED_CUDA_GEMM_F16;
+          const double cus = TimeUs(reps, [&](int i) {
+            g.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
+            CHECK_OK(g_lib->Check(g_lib->api().gemm(&g, nullptr), "gemm"));
+          });
+          Row(shape + "cuBLAS F16 (dequantize + GEMM), " + std::to_string(tokens) + " tokens", mb, cus, hbm_tbs);
+        }
       }
-      const double us = TimeUs(reps, [&](int i) {
-        a.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
-        a.x = x, a.y = y, a.n_tokens = tokens;
-        CHECK_OK(g_lib->Check(g_lib->api().gemm_mma(&a, nullptr), "gemm_mma"));
-      });
-      Row("Q8_0 2048x8192, gemm_mma, " + std::to_string(tokens) + " tokens", mb, us, hbm_tbs);
-      if (cublas) {
-        MoedCudaGemmArgs g{};
-        g.ggml_type = a.ggml_type, g.row_bytes = row_bytes, g.n_in = n_in, g.n_out = n_out, g.n_tokens = tokens;
-        g.x = x, g.y = y, g.scratch = scratch, g.scratch_bytes = static_cast<int64_t>(scratch_bytes);
-        g.precision = MOED_CUDA_GEMM_F16;
-        const double cus = TimeUs(reps, [&](int i) {
-          g.w = static_cast<uint8_t*>(w) + (i % copies) * matrix;
-          CHECK_OK(g_lib->Check(g_lib->api().gemm(&g, nullptr), "gemm"));
-        });
-        Row("Q8_0 2048x8192, cuBLAS F16 (dequantize + GEMM), " + std::to_string(tokens) + " tokens", mb, cus, hbm_tbs);
-      }
+      for (void* p : {w, static_cast<void*>(x), static_cast<void*>(y), scratch}) g_lib->api().free_device(p);
     }
-    for (void* p : {w, static_cast<void*>(x), static_cast<void*>(y), scratch}) g_lib->api().free_device(p);
   }
 
   // ---- Gated delta rule step and conv1d ----

@@ -265,9 +265,13 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Ac
                                                      s.top_logprobs, " is outside [0, ",
                                                      sampling::kMaxTopLogprobs, "]"));
     }
-    const bool logits = is_last() && s.sample;
-    steps.push_back(
-        {s.slot, s.tokens, logits ? engine::LogitsWanted::kLast : engine::LogitsWanted::kNone});
+    // Greedy rows without penalties need only their row's summary (computed on the device).
+    engine::LogitsWanted wanted = engine::LogitsWanted::kNone;
+    if (is_last() && s.sample) {
+      wanted = samplers_[static_cast<size_t>(s.slot)]->needs_only_top() ? engine::LogitsWanted::kTop
+                                                                        : engine::LogitsWanted::kLast;
+    }
+    steps.push_back({s.slot, s.tokens, wanted, std::max(1, s.top_logprobs)});
   }
   const absl::Time start = absl::Now();
   std::vector<float> logits;
@@ -277,20 +281,34 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Ac
     RETURN_IF_ERROR(engine_->Forward(steps, hidden_in.host, &hidden_out->host, &logits));
   }
   if (is_last()) {
-    std::vector<const WorkerSequence*> rows;  // logits row i belongs to rows[i]
-    for (const WorkerSequence& s : sequences) {
+    // Sampled sequence i reads logits row source[i], or (kTop) the engine's tops()[source[i]].
+    std::vector<const WorkerSequence*> rows;
+    std::vector<std::pair<bool, size_t>> source;  // (from tops, index)
+    size_t n_rows = 0, n_tops = 0;
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      const WorkerSequence& s = sequences[i];
       samplers_[static_cast<size_t>(s.slot)]->Append(s.tokens);
-      if (s.sample) rows.push_back(&s);
+      if (!s.sample) continue;
+      rows.push_back(&s);
+      const bool top = steps[i].logits == engine::LogitsWanted::kTop;
+      source.emplace_back(top, top ? n_tops++ : n_rows++);
+    }
+    const auto n_vocab = static_cast<size_t>(engine_->n_vocab());
+    if (logits.size() != n_rows * n_vocab || engine_->tops().size() != n_tops) {
+      return absl::InternalError(absl::StrCat("the engine returned ", logits.size() / n_vocab, " logits rows and ",
+                                              engine_->tops().size(), " summaries for ", n_rows, " and ", n_tops));
     }
     // Each row has its own slot's sampler (a slot appears once per step): rows are independent.
-    const auto n_vocab = static_cast<size_t>(engine_->n_vocab());
     outcome->sampled.resize(rows.size());
     sampling_pool_->ParallelFor(static_cast<int64_t>(rows.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const WorkerSequence& s = *rows[static_cast<size_t>(i)];
-        const std::span<const float> row_logits(logits.data() + static_cast<size_t>(i) * n_vocab, n_vocab);
+        sampling::SlotSampler& sampler = *samplers_[static_cast<size_t>(s.slot)];
+        const auto [top, at] = source[static_cast<size_t>(i)];
         outcome->sampled[static_cast<size_t>(i)] = {
-            s.slot, samplers_[static_cast<size_t>(s.slot)]->Sample(row_logits, s.top_logprobs)};
+            s.slot, top ? sampler.SampleFromTop(engine_->tops()[at], s.top_logprobs)
+                        : sampler.Sample(std::span<const float>(logits.data() + at * n_vocab, n_vocab),
+                                         s.top_logprobs)};
       }
     });
   }

@@ -85,23 +85,35 @@ absl::StatusOr<std::vector<SampledToken>> InProcessExecutor::Step(std::span<cons
   std::vector<engine::SequenceStep> steps;
   steps.reserve(sequences.size());
   for (const StepSequence& seq : sequences) {
-    steps.push_back({seq.slot, seq.tokens, seq.sample ? engine::LogitsWanted::kLast : engine::LogitsWanted::kNone});
+    // Greedy rows without penalties need only their row's summary.
+    engine::LogitsWanted wanted = engine::LogitsWanted::kNone;
+    if (seq.sample) {
+      wanted = slots_[static_cast<size_t>(seq.slot)].sampler->needs_only_top() ? engine::LogitsWanted::kTop
+                                                                              : engine::LogitsWanted::kLast;
+    }
+    steps.push_back({seq.slot, seq.tokens, wanted, std::max(1, seq.top_logprobs)});
   }
   std::vector<float> logits;
   RETURN_IF_ERROR(pipeline_->Forward(steps, &logits));
   const auto V = static_cast<size_t>(info_.n_vocab);
-  size_t row = 0;
-  for (const StepSequence& seq : sequences) {
+  size_t row = 0, top = 0;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const StepSequence& seq = sequences[i];
     sampling::SlotSampler& sampler = *slots_[static_cast<size_t>(seq.slot)].sampler;
     sampler.Append(seq.tokens);
     if (!seq.sample) continue;
-    if ((row + 1) * V > logits.size()) {
-      return absl::InternalError(absl::StrCat("the pipeline returned ", logits.size() / V, " logits rows for ",
-                                              row + 1, " or more sampled sequences"));
+    sampling::SampledChoice choice;
+    if (steps[i].logits == engine::LogitsWanted::kTop) {
+      if (top >= pipeline_->tops().size()) return absl::InternalError("the pipeline returned too few row summaries");
+      choice = sampler.SampleFromTop(pipeline_->tops()[top++], seq.top_logprobs);
+    } else {
+      if ((row + 1) * V > logits.size()) {
+        return absl::InternalError(absl::StrCat("the pipeline returned ", logits.size() / V, " logits rows for ",
+                                                row + 1, " or more sampled sequences"));
+      }
+      choice = sampler.Sample(std::span<const float>(logits.data() + row++ * V, V), seq.top_logprobs);
     }
-    sampling::SampledChoice choice = sampler.Sample(std::span<const float>(logits.data() + row * V, V), seq.top_logprobs);
     out.push_back(SampledToken{seq.slot, choice.token, choice.logprob, std::move(choice.top)});
-    ++row;
   }
   return out;
 }

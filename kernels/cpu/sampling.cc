@@ -107,6 +107,32 @@ int32_t Argmax(std::span<const float> logits) {
   return best < 0 && !logits.empty() ? 0 : best;
 }
 
+TopLogits TopOfLogits(std::span<const float> logits, int top_n) {
+  auto value = [&](size_t i) { return std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i]; };
+  TopLogits out;
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < logits.size(); ++i) max_logit = std::max(max_logit, value(i));
+  out.log_sum_exp = -std::numeric_limits<double>::infinity();
+  if (std::isfinite(max_logit)) {
+    double sum = 0.0;
+    for (size_t i = 0; i < logits.size(); ++i) sum += std::exp(static_cast<double>(value(i)) - max_logit);
+    out.log_sum_exp = max_logit + std::log(sum);
+  }
+  // A sorted list of at most top_n pairs: cheaper than sorting the vocabulary.
+  auto better = [](const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  };
+  const size_t n = static_cast<size_t>(std::max(top_n, 0));
+  std::vector<std::pair<int32_t, float>>& best = out.best;
+  for (size_t i = 0; i < logits.size() && n > 0; ++i) {
+    const std::pair<int32_t, float> c{static_cast<int32_t>(i), value(i)};
+    if (best.size() == n && !better(c, best.back())) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), c, better), c);
+    if (best.size() > n) best.pop_back();
+  }
+  return out;
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
 int32_t Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -41,6 +43,21 @@ class Sampler {
 
 // Index of the largest logit (lowest index on ties).
 int32_t Argmax(std::span<const float> logits);
+
+// Most best logits a TopLogits holds (OpenAI's top_logprobs limit).
+inline constexpr int kMaxTopLogits = 20;
+
+// The summary of one logits row that greedy sampling and log-probabilities need, so that a device
+// can send it instead of the whole row: the best logits and log Σ exp(logits). NaN counts as -inf.
+struct TopLogits {
+  // -inf when the largest logit is not finite (all -inf, or +inf present): then there is no
+  // distribution and every log-probability is -inf.
+  double log_sum_exp = 0.0;
+  std::vector<std::pair<int32_t, float>> best;  // (id, logit), best first, ties by lower id
+};
+// The reference (and the CUDA kernel logits_top's CPU twin). best holds min(top_n, size) entries;
+// best[0] is Argmax's answer.
+TopLogits TopOfLogits(std::span<const float> logits, int top_n);
 
 }  // namespace moed::cpu
 

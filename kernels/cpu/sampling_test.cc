@@ -61,6 +61,23 @@ TEST(ArgmaxTest, LargestLowestIndexOnTies) {
   EXPECT_EQ(Argmax(std::span<const float>()), -1);
 }
 
+TEST(TopOfLogitsTest, BestFirstTiesByIdAndTheLogSumExp) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> logits = {1.0f, 3.0f, nan, 3.0f, -inf, 2.0f};
+  const TopLogits top = TopOfLogits(logits, 6);
+  const std::vector<std::pair<int32_t, float>> want = {{1, 3.0f}, {3, 3.0f}, {5, 2.0f}, {0, 1.0f}, {2, -inf}, {4, -inf}};
+  EXPECT_EQ(top.best, want);  // NaN counts as -inf; ties by lower id
+  EXPECT_EQ(top.best[0].first, Argmax(logits));
+  const double sum = std::exp(-2.0) + 2.0 + std::exp(-1.0);
+  EXPECT_NEAR(top.log_sum_exp, 3.0 + std::log(sum), 1e-12);
+  EXPECT_EQ(TopOfLogits(logits, 2).best.size(), 2u);
+  EXPECT_TRUE(TopOfLogits(logits, 0).best.empty());
+  // Without a finite maximum there is no distribution.
+  EXPECT_EQ(TopOfLogits(std::vector<float>{-inf, nan}, 1).log_sum_exp, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(TopOfLogits(std::vector<float>{inf, 0.0f}, 1).log_sum_exp, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(TopOfLogits(std::vector<float>{nan, nan}, 1).best[0].first, 0);
+}
+
 TEST(SamplerTest, TemperatureZeroOrNegativeIsGreedy) {
   const std::vector<float> logits = {0.1f, 2.5f, 2.4f, 2.5f};
   for (const float temp : {0.0f, -1.0f}) {

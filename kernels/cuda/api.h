@@ -10,7 +10,7 @@
  * (attention, routing, DeltaNet input split, gated norm, pointwise ops, async copies), so that a
  * whole stage runs on the device; 1.3 attention over F16 K/V pools (attention_prep_kv,
  * attention_kv) and NCCL links; 1.4 tensor-core products on the quantized blocks (moe_grouped,
- * gemm_mma).
+ * gemm_mma); 1.5 logits_top, the row summaries greedy sampling needs.
  *
  * Errors: every function returns 0 on success, otherwise a nonzero code (a cudaError_t value, or
  * MOED_CUDA_EINVAL for a rejected argument) and records a message that last_error() returns for
@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define MOED_CUDA_API_VERSION 1
-#define MOED_CUDA_API_MINOR_VERSION 4 /* the fields this header declares: 1.4 */
+#define MOED_CUDA_API_MINOR_VERSION 5 /* the fields this header declares: 1.5 */
 #define MOED_CUDA_EINVAL (-1)
 #define MOED_CUDA_ENCCL (-2) /* an NCCL failure, or NCCL absent */
 #define MOED_CUDA_MAX_GEMV_TOKENS 8
@@ -414,6 +414,13 @@ typedef struct MoedCudaApiV1 {
   /* gemv's product for any number of tokens (n_matrices 1), on tensor cores with W and x rounded
    * to F16 (float32 accumulation): for batches, where gemv re-reads W for every 8 tokens. */
   int (*gemm_mma)(const MoedCudaGemvArgs* args, void* stream);
+
+  /* 1.5: row summaries for sampling (present iff MOED_CUDA_API_HAS(api, logits_top)) ---------- */
+  /* For each of n_rows rows of n_vocab logits: the top_n (1..20, <= n_vocab) best logits, best
+   * first with ties to the lower id, into values / ids [n_rows][top_n], and log(sum(exp(logit)))
+   * into log_sum_exp[n_rows] (-inf when the largest logit is not finite). NaN counts as -inf. */
+  int (*logits_top)(const float* logits, int64_t n_rows, int64_t n_vocab, int32_t top_n, int32_t* ids,
+                    float* values, float* log_sum_exp, void* stream);
 } MoedCudaApiV1;
 
 /* Whether a library's table has `field` (fields are only appended, struct_size says how far it

@@ -238,6 +238,8 @@ constexpr MoedCudaApiV1 kApi = {
     MoeGroupedScratchBytes,
     MoeGrouped,
     GemmMma,
+    // ABI 1.5
+    LogitsTopLaunch,
 };
 
 }  // namespace

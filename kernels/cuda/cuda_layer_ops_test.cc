@@ -2,14 +2,17 @@
 // preparation (cpu::RmsNorm + cpu::RopeMultiNeox) and paged attention with the output gate
 // (cpu::AttentionPaged; float32 and, ABI 1.3, F16 K/V pools), MoE routing (cpu::RouteTopK), the
 // DeltaNet input split (cpu::L2Normalize and the CPU engine's loops), the gated RMSNorm and the
-// pointwise ops, and the prefill GEMM (cpu::MatMulReference) with its MoE combine. Without a GPU
-// every case skips with the loader's message.
+// pointwise ops, the prefill GEMM (cpu::MatMulReference) with its MoE combine, and (ABI 1.5) the
+// logits row summaries of sampling (cpu::TopOfLogits). Without a GPU every case skips with the
+// loader's message.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -18,6 +21,7 @@
 #include "kernels/cpu/moe_routing.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/sampling.h"
 #include "kernels/cuda/api.h"
 #include "kernels/cuda/cuda_test_util.h"
 
@@ -281,6 +285,47 @@ TEST(CudaRouteTopKTest, MatchesCpu) {
   }
   DeviceBuffer buf(64);
   EXPECT_NE(lib.api().route_topk(buf.get<float>(), 1, 4, 5, buf.get<int32_t>(), buf.get<float>(), nullptr), 0);
+}
+
+TEST(CudaLogitsTopTest, MatchesCpu) {
+  MOED_REQUIRE_GPU();
+  const CudaLibrary& lib = *GetBackend().lib;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::mt19937 rng(11);
+  // The model's vocabulary (float4 loads), an odd width (scalar loads), and a row as wide as top_n.
+  for (auto [n_vocab, n_rows] : {std::pair{248320, 4}, std::pair{1001, 5}, std::pair{20, 2}}) {
+    std::vector<float> logits = Normal(static_cast<size_t>(n_vocab * n_rows), rng, 3.0f);
+    float* r0 = logits.data();
+    r0[7] = r0[n_vocab - 1] = 40.0f;  // tied best: the lower id first
+    r0[1] = nan, r0[2] = -inf;
+    float* r1 = logits.data() + n_vocab;
+    std::fill(r1, r1 + n_vocab, -inf);  // no distribution
+    r1[n_vocab / 2] = nan;
+    if (n_rows > 2) logits[2 * n_vocab + 3] = inf;  // +inf: no distribution either
+    for (int32_t top_n : {1, 20}) {
+      DeviceBuffer dl(logits.size() * 4), di(n_rows * top_n * 4), dv(n_rows * top_n * 4), ds(n_rows * 4);
+      dl.Upload(logits.data());
+      ASSERT_EQ(lib.api().logits_top(dl.get<float>(), n_rows, n_vocab, top_n, di.get<int32_t>(), dv.get<float>(),
+                                     ds.get<float>(), nullptr), 0)
+          << lib.api().last_error();
+      Sync();
+      const std::vector<int32_t> ids = Download<int32_t>(di, n_rows * top_n);
+      const std::vector<float> values = Download<float>(dv, n_rows * top_n), lse = Download<float>(ds, n_rows);
+      for (int r = 0; r < n_rows; ++r) {
+        const cpu::TopLogits ref =
+            cpu::TopOfLogits(std::span<const float>(logits.data() + r * n_vocab, n_vocab), top_n);
+        for (int j = 0; j < top_n; ++j) {
+          EXPECT_EQ(ids[r * top_n + j], ref.best[j].first) << "n_vocab " << n_vocab << " row " << r << " rank " << j;
+          EXPECT_EQ(values[r * top_n + j], ref.best[j].second);
+        }
+        if (std::isfinite(ref.log_sum_exp)) {
+          EXPECT_NEAR(lse[r], ref.log_sum_exp, 2e-6 * (1 + std::fabs(ref.log_sum_exp))) << "row " << r;
+        } else {
+          EXPECT_EQ(lse[r], -inf) << "row " << r;
+        }
+      }
+    }
+  }
 }
 
 TEST(CudaDeltaNetPrepTest, MatchesCpu) {

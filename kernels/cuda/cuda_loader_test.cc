@@ -144,5 +144,23 @@ TEST(CudaLoaderTest, MmaEntryPointsCheckTheirArguments) {
   EXPECT_THAT(std::string(api.last_error()), HasSubstr("whole 32-weight units"));
 }
 
+TEST(CudaLoaderTest, LogitsTopChecksItsArguments) {
+  LoadOptions options;
+  options.require_device = false;
+  const auto lib = CudaLibrary::Load(options);
+  if (!lib.ok()) GTEST_SKIP() << lib.status();
+  ASSERT_TRUE((*lib)->HasLogitsTop());
+  const MoedCudaApiV1& api = (*lib)->api();
+  float logits[8] = {}, values[8], lse[1];
+  int32_t ids[8];
+  EXPECT_EQ(api.logits_top(nullptr, 1, 8, 1, ids, values, lse, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("null pointers"));
+  for (int32_t top_n : {0, 9, 21}) {  // in [1, min(20, n_vocab)]
+    EXPECT_EQ(api.logits_top(logits, 1, 8, top_n, ids, values, lse, nullptr), MOED_CUDA_EINVAL) << top_n;
+    EXPECT_THAT(std::string(api.last_error()), HasSubstr("top_n"));
+  }
+  EXPECT_EQ(api.logits_top(logits, 0, 8, 1, ids, values, lse, nullptr), 0);  // nothing to do, nothing launched
+}
+
 }  // namespace
 }  // namespace moed::cuda

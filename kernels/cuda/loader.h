@@ -72,6 +72,8 @@ class CudaLibrary {
   bool HasNccl() const { return MOED_CUDA_API_HAS(api_, stream_query); }
   // ABI 1.4's tensor-core products (moe_grouped, gemm_mma).
   bool HasMma() const { return MOED_CUDA_API_HAS(api_, gemm_mma); }
+  // ABI 1.5's row summaries for sampling (logits_top).
+  bool HasLogitsTop() const { return MOED_CUDA_API_HAS(api_, logits_top); }
   // api().moe_decode / delta_rule_step / conv1d_step through Check().
   absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
   absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;

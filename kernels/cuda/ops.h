@@ -1,7 +1,7 @@
 // Internal to libmoed_cuda.so: the op launchers behind the C ABI of api.h, one file per op family
-// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu, gemm_mma.cu, nccl.cc),
-// and the per-thread error message they report through. Compiled by nvcc only; the host side sees
-// nothing but api.h.
+// (gemv.cu, norm.cu, moe.cu, ssm.cu, attention.cu, pointwise.cu, gemm.cu, gemm_mma.cu, sample.cu,
+// nccl.cc), and the per-thread error message they report through. Compiled by nvcc only; the host
+// side sees nothing but api.h.
 #ifndef MOED_KERNELS_CUDA_OPS_H_
 #define MOED_KERNELS_CUDA_OPS_H_
 
@@ -66,6 +66,9 @@ int MoeGroupedScratchBytes(int64_t n_tokens, int32_t top_k, int64_t n_embd, int6
                            uint64_t* bytes);
 int MoeGroupedLaunch(const MoedCudaMoeGroupedArgs& args, void* stream);
 int GemmMmaLaunch(const MoedCudaGemvArgs& args, void* stream);
+// sample.cu: ABI 1.5's row summaries.
+int LogitsTopLaunch(const float* logits, int64_t n_rows, int64_t n_vocab, int32_t top_n, int32_t* ids,
+                    float* values, float* log_sum_exp, void* stream);
 // nccl.cc: ABI 1.3's links (api.h).
 int NcclAvailable();
 int NcclUniqueId(uint8_t* id);

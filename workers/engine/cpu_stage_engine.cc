@@ -76,7 +76,7 @@ absl::Status CpuStageEngine::Forward(std::span<const SequenceStep> sequences, st
   for (size_t i = 0; i < rows.size(); ++i) {
     int64_t begin = rows[i].begin, count = rows[i].count;
     if (sequences[i].logits == LogitsWanted::kNone) continue;
-    if (sequences[i].logits == LogitsWanted::kLast) begin += count - 1, count = 1;
+    if (sequences[i].logits != LogitsWanted::kAll) begin += count - 1, count = 1;
     for (int64_t t = begin; t < begin + count; ++t) {
       normed.resize(normed.size() + H);
       cpu::RmsNorm(x.data() + t * H, weights_.output_norm.data(), H, hp_.rms_eps, normed.data() + normed.size() - H);
@@ -85,6 +85,7 @@ absl::Status CpuStageEngine::Forward(std::span<const SequenceStep> sequences, st
   const int64_t n_rows = static_cast<int64_t>(normed.size()) / H;
   logits->assign(n_rows * n_vocab_, 0.0f);
   if (n_rows > 0) MatMul(weights_.output, normed.data(), n_rows, logits->data());
+  SummariseTops(sequences, logits);
   return absl::OkStatus();
 }
 

@@ -229,6 +229,41 @@ TEST_F(CudaEngineTest, DecodeBatchEqualsSeparateDecodes) {
   for (int i = 0; i < 8; ++i) EXPECT_LE(MaxAbs(alone[i], logits.data() + i * V, V), 1e-4) << i;
 }
 
+TEST_F(CudaEngineTest, TopRowsSummarisedOnTheDeviceMatchTheCpuTwin) {
+  // Pairs of slots fed the same tokens in one decode batch: one of each pair returns its row, the
+  // other the row's summary (logits_top); three steps, so the decode graph is captured and replayed.
+  const int64_t V = gpu_->n_vocab();
+  std::vector<int> slots;
+  for (int i = 0; i < 8; ++i) {
+    auto slot = gpu_->AllocateSlot();
+    ASSERT_TRUE(slot.ok());
+    slots.push_back(*slot);
+    Step(*gpu_, *slot, Ids(6 + i / 2, i / 2), LogitsWanted::kNone);
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<SequenceStep> decode;
+    for (int i = 0; i < 8; ++i) {
+      const int32_t token = static_cast<int32_t>(100 * step + i / 2);
+      decode.push_back(i % 2 == 0 ? SequenceStep{slots[i], {token}, LogitsWanted::kLast}
+                                  : SequenceStep{slots[i], {token}, LogitsWanted::kTop, i == 1 ? 20 : 3});
+    }
+    std::vector<float> logits;
+    ASSERT_TRUE(gpu_->Forward(decode, &logits).ok());
+    ASSERT_EQ(logits.size(), static_cast<size_t>(4 * V));
+    ASSERT_EQ(gpu_->tops().size(), 4u);
+    for (int p = 0; p < 4; ++p) {
+      const cpu::TopLogits& got = gpu_->tops()[p];
+      const cpu::TopLogits want = cpu::TopOfLogits(std::span<const float>(logits.data() + p * V, V), p == 0 ? 20 : 3);
+      ASSERT_EQ(got.best.size(), want.best.size());
+      for (size_t j = 0; j < want.best.size(); ++j) {
+        EXPECT_EQ(got.best[j].first, want.best[j].first) << "step " << step << " pair " << p << " rank " << j;
+        EXPECT_NEAR(got.best[j].second, want.best[j].second, 1e-5);
+      }
+      EXPECT_NEAR(got.log_sum_exp, want.log_sum_exp, 1e-5 * (1 + std::fabs(want.log_sum_exp)));
+    }
+  }
+}
+
 TEST_F(CudaEngineTest, LongDecodeMatchesTheCpuEngine) {
   // Decode steps run as CUDA graphs; crossing position 256 changes the attention's key split and
   // so the graph. Every step must still agree with the CPU engine.

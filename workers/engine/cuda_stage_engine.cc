@@ -228,6 +228,7 @@ absl::Status CudaStageEngine::Init() {
       gemm_n_in_ = std::max(gemm_n_in_, m->n_in);
     }
   }
+  top_ok_ = lib_->HasLogitsTop();
   // The tensor-core products round to F16 like the F16 gemm: only where the engine runs F16.
   mma_ok_ = lib_->HasMma() && gemm_mode_ == CudaGemm::kF16 && hp_.n_expert <= 1024;
   MOED_LOG(INFO) << "batch matrix products: "
@@ -284,6 +285,8 @@ absl::Status CudaStageEngine::Reserve(int64_t tokens) {
   add(&s_.ids, N * K), add(&s_.positions, N), add(&s_.kv_rows, N), add(&s_.token_slots, N);
   add(&s_.seq_slots, N), add(&s_.gather, N);
   add(&s_.head_in, head_rows * H), add(&s_.logits, is_last() ? head_rows * n_vocab_ : 0);
+  add(&s_.top_ids, head_rows * cpu::kMaxTopLogits), add(&s_.top_values, head_rows * cpu::kMaxTopLogits);
+  add(&s_.top_lse, head_rows);
   for (auto& [p, elems] : plan) offset += (static_cast<uint64_t>(std::max<int64_t>(elems, 1)) * 4 + 255) / 256 * 256;
   if (scratch_block_ != nullptr) {
     RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "stream sync"));
@@ -463,13 +466,20 @@ absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, Devic
     RETURN_IF_ERROR(upload(s_.x, hidden_in.data, hidden_in.floats * sizeof(float)));
   }
 
-  // The rows whose logits are wanted (the last stage only), in the order they are returned.
+  // The rows whose logits are wanted (the last stage only), in the order they are returned, and
+  // which of them are summarised (kTop).
   std::vector<int32_t> wanted;
+  std::vector<bool> row_top;
+  int top_n = 1;
   for (size_t i = 0; i < rows.size() && is_last(); ++i) {
     int64_t begin = rows[i].begin, count = rows[i].count;
     if (sequences[i].logits == LogitsWanted::kNone) continue;
-    if (sequences[i].logits == LogitsWanted::kLast) begin += count - 1, count = 1;
-    for (int64_t t = begin; t < begin + count; ++t) wanted.push_back(static_cast<int32_t>(t));
+    if (sequences[i].logits != LogitsWanted::kAll) begin += count - 1, count = 1;
+    if (sequences[i].logits == LogitsWanted::kTop) top_n = std::max(top_n, sequences[i].top_n);
+    for (int64_t t = begin; t < begin + count; ++t) {
+      wanted.push_back(static_cast<int32_t>(t));
+      row_top.push_back(sequences[i].logits == LogitsWanted::kTop);
+    }
   }
   if (!wanted.empty()) RETURN_IF_ERROR(upload(s_.gather, wanted.data(), wanted.size() * 4));
   const int64_t n_wanted = static_cast<int64_t>(wanted.size());
@@ -494,14 +504,63 @@ absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, Devic
     }
     return Check(api_.stream_synchronize(stream_), "step");
   }
-  logits->resize(n_wanted * n_vocab_);
+  return ReturnLogits(sequences, row_top, top_n, logits);
+}
+
+absl::Status CudaStageEngine::ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top,
+                                           int top_n, std::vector<float>* logits) {
+  const auto n_wanted = static_cast<int64_t>(row_top.size());
+  // Without logits_top (a library older than 1.5) every row crosses and the host summarises.
+  const bool on_device =
+      top_ok_ && top_n <= n_vocab_ && std::find(row_top.begin(), row_top.end(), true) != row_top.end();
+  const int64_t n_full = on_device ? std::count(row_top.begin(), row_top.end(), false) : n_wanted;
+  logits->resize(n_full * n_vocab_);
+  std::vector<int32_t> top_ids(on_device ? n_wanted * top_n : 0);
+  std::vector<float> top_values(top_ids.size()), top_lse(on_device ? n_wanted : 0);
+  int64_t out = 0;  // full rows copied so far
   for (int64_t c = 0; c < n_wanted; c += kHeadRows) {
     const int64_t m = std::min(kHeadRows, n_wanted - c);
     if (c > 0) RETURN_IF_ERROR(Head(c, m));  // rows past the first block (long kAll prefills)
-    RETURN_IF_ERROR(Check(api_.copy_to_host_async(logits->data() + c * n_vocab_, s_.logits, m * n_vocab_ * sizeof(float),
-                                                  stream_), "logits copy"));
+    if (on_device) {
+      RETURN_IF_ERROR(Check(api_.logits_top(s_.logits, m, n_vocab_, top_n, s_.top_ids, s_.top_values, s_.top_lse,
+                                            stream_), "logits_top"));
+      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_ids.data() + c * top_n, s_.top_ids, m * top_n * 4, stream_),
+                            "logits copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_values.data() + c * top_n, s_.top_values, m * top_n * 4,
+                                                    stream_), "logits copy"));
+      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_lse.data() + c, s_.top_lse, m * 4, stream_), "logits copy"));
+    }
+    // The full rows, in runs of consecutive ones.
+    for (int64_t j = 0; j < m;) {
+      if (on_device && row_top[c + j]) {
+        ++j;
+        continue;
+      }
+      int64_t run = 1;
+      while (j + run < m && !(on_device && row_top[c + j + run])) ++run;
+      RETURN_IF_ERROR(Check(api_.copy_to_host_async(logits->data() + out * n_vocab_, s_.logits + j * n_vocab_,
+                                                    run * n_vocab_ * sizeof(float), stream_), "logits copy"));
+      out += run, j += run;
+    }
   }
-  return Check(api_.stream_synchronize(stream_), "step");
+  RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "step"));
+  if (!on_device) {
+    SummariseTops(sequences, logits);
+    return absl::OkStatus();
+  }
+  for (int64_t i = 0; i < n_wanted; ++i) {
+    if (!row_top[i]) continue;
+    cpu::TopLogits t;
+    t.log_sum_exp = top_lse[i];
+    for (int j = 0; j < top_n; ++j) t.best.emplace_back(top_ids[i * top_n + j], top_values[i * top_n + j]);
+    tops_.push_back(std::move(t));
+  }
+  // Every kTop sequence got the largest top_n of the step: trim to what each asked for.
+  size_t k = 0;
+  for (const SequenceStep& s : sequences) {
+    if (s.logits == LogitsWanted::kTop) tops_[k++].best.resize(static_cast<size_t>(s.top_n));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaStageEngine::Compute(int64_t n, const std::vector<Group>& groups, int64_t head_rows) {
@@ -566,8 +625,11 @@ absl::Status CudaStageEngine::MatMul(const Matrix& w, const float* x, int64_t n_
   const bool f32 = w.type == TypeId(GgmlType::kF32);
   const bool cublas = use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_;
   // Tensor cores for batches, on matrices with rows enough to spread over the GPU: a narrow one (the
-  // DeltaNet's 32-row beta and alpha projections) would be a single CTA walking all of K.
-  if (mma_ok_ && !f32 && n_tokens >= kMmaMinTokens && w.n_in % 32 == 0 && w.n_out >= kMmaMinRows &&
+  // DeltaNet's 32-row beta and alpha projections) would be a single CTA walking all of K. gemm_mma
+  // runs ceil(n_out / 64) x ceil(n_tokens / 32) CTAs, so up to 2,048 rows it leaves most SMs idle
+  // below 32 tokens, where the GEMV measured faster (kernels/cuda/NOTES.md, sixth slice).
+  const bool wide_enough = w.n_out >= kMmaMinRows && (w.n_out > kMmaNarrowRows || n_tokens >= kMmaNarrowMinTokens);
+  if (mma_ok_ && !f32 && n_tokens >= kMmaMinTokens && w.n_in % 32 == 0 && wide_enough &&
       !(cublas && n_tokens >= kCublasMinTokens)) {
     MoedCudaGemvArgs a{};
     a.ggml_type = w.type;

@@ -81,6 +81,8 @@ class CudaStageEngine final : public StageEngine {
     int64_t attn_partials_floats;
     int32_t *ids, *positions, *kv_rows, *token_slots, *seq_slots, *gather;
     float *head_in, *logits;
+    int32_t* top_ids;  // logits_top's output for a block of head rows: [kHeadRows][kMaxTopLogits]
+    float *top_values, *top_lse;
   };
   struct Group {  // consecutive sequences with the same token count, for the recurrent kernels
     int first_seq, n_seqs;
@@ -114,6 +116,10 @@ class CudaStageEngine final : public StageEngine {
   absl::Status Compute(int64_t n, const std::vector<Group>& groups, int64_t head_rows);
   // Final norm and head of wanted rows [first, first + count) (count <= kHeadRows) into s_.logits.
   absl::Status Head(int64_t first, int64_t count);
+  // The last stage's output of `n_wanted` head rows: full rows into *logits, and the rows of kTop
+  // sequences (row_top[i]) summarised on the device into tops_ (top_n best each).
+  absl::Status ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top, int top_n,
+                            std::vector<float>* logits);
   // Runs `launches` through the graph captured for `key` (captured at its second use).
   using GraphKey = std::tuple<int64_t, int32_t, int64_t>;  // tokens, max position, wanted rows
   absl::Status Replay(const GraphKey& key, const std::function<absl::Status()>& launches);
@@ -144,10 +150,14 @@ class CudaStageEngine final : public StageEngine {
   // there (kernels/cuda/NOTES.md, fifth slice).
   static constexpr int64_t kMmaMinTokens = 8;
   static constexpr int64_t kMmaMinRows = 256;
+  static constexpr int64_t kMmaNarrowRows = 2048;       // matrices of at most this many rows ...
+  static constexpr int64_t kMmaNarrowMinTokens = 32;    // ... take gemm_mma from this many tokens
   static constexpr int64_t kCublasMinTokens = 128;
   static constexpr int64_t kGemmMinTokens = 16;       // cuBLAS without the tensor-core products
   static constexpr int64_t kMoeGroupTokens = 2048;  // tokens per moe_grouped pass
   bool mma_ok_ = false;
+  bool top_ok_ = false;  // the library summarises logits rows (ABI 1.5); else the host does
+
   bool gemm_ok_ = false;
   int32_t gemm_precision_ = MOED_CUDA_GEMM_F16;
   bool use_gemm_ = false;          // the current step is not a captured decode step

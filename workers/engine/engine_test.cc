@@ -201,6 +201,36 @@ TEST_F(EngineTest, PrefillMixedWithDecodesEqualsSeparateRuns) {
   EXPECT_LE(MaxAbsDiff(want_b, logits.data() + V, V), 1e-5f);
 }
 
+TEST_F(EngineTest, TopRowsAreSummariesOfTheLastRow) {
+  // Two sequences with the same tokens: one returns its last row, the other that row's summary;
+  // a third returns every row, which stay in `logits` around the summarised one.
+  const int64_t V = pipeline_->n_vocab();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pipeline_->AllocateSlot().ok());
+  std::vector<SequenceStep> step = {{0, Ids(12, 4), LogitsWanted::kLast},
+                                    {1, Ids(12, 4), LogitsWanted::kTop, 7},
+                                    {2, Ids(3, 5), LogitsWanted::kAll}};
+  std::vector<float> logits;
+  ASSERT_TRUE(pipeline_->Forward(step, &logits).ok());
+  ASSERT_EQ(logits.size(), static_cast<size_t>(4 * V));
+  ASSERT_EQ(pipeline_->tops().size(), 1u);
+  const cpu::TopLogits want = cpu::TopOfLogits(std::span<const float>(logits.data(), V), 7);
+  const cpu::TopLogits& got = pipeline_->tops()[0];
+  ASSERT_EQ(got.best.size(), 7u);
+  for (size_t j = 0; j < 7; ++j) {
+    EXPECT_EQ(got.best[j].first, want.best[j].first);
+    EXPECT_NEAR(got.best[j].second, want.best[j].second, 1e-5f);
+  }
+  EXPECT_NEAR(got.log_sum_exp, want.log_sum_exp, 1e-5);
+  // The next step replaces the summaries; top_n is checked before anything runs.
+  std::vector<SequenceStep> plain = {{0, {9}, LogitsWanted::kLast}};
+  ASSERT_TRUE(pipeline_->Forward(plain, &logits).ok());
+  EXPECT_TRUE(pipeline_->tops().empty());
+  for (int bad : {0, cpu::kMaxTopLogits + 1}) {
+    std::vector<SequenceStep> wrong = {{0, {9}, LogitsWanted::kTop, bad}};
+    EXPECT_THAT(pipeline_->Forward(wrong, &logits).message(), HasSubstr("top_n"));
+  }
+}
+
 TEST_F(EngineTest, SnapshotRestoreReplaysTheSameContinuation) {
   auto slot = pipeline_->AllocateSlot();
   ASSERT_TRUE(slot.ok());

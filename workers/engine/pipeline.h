@@ -51,6 +51,8 @@ class Pipeline {
   absl::Status FreeSlot(int slot);
   // Runs every stage; logits as StageEngine::Forward's last stage writes them.
   absl::Status Forward(std::span<const SequenceStep> sequences, std::vector<float>* logits);
+  // The last stage's summaries of the last Forward's kTop sequences (StageEngine::tops).
+  const std::vector<cpu::TopLogits>& tops() const { return stages_.back()->tops(); }
 
   absl::StatusOr<std::vector<SlotSnapshot>> Snapshot(int slot) const;
   absl::Status Restore(int slot, const std::vector<SlotSnapshot>& snapshot);

@@ -1,5 +1,7 @@
 #include "workers/engine/stage_engine.h"
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -57,6 +59,10 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int
       return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot, " appears twice in one step"));
     }
     if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot, ": no tokens"));
+    if (s.logits == LogitsWanted::kTop && (s.top_n < 1 || s.top_n > cpu::kMaxTopLogits)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", s.slot, ": top_n ", s.top_n, " is outside [1, ", cpu::kMaxTopLogits, "]"));
+    }
     for (int32_t id : s.tokens) {
       if (id < 0 || id >= n_vocab_) {
         return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary [0, ", n_vocab_, ")"));
@@ -70,6 +76,7 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int
   }
   for (const SequenceStep& s : sequences) RETURN_IF_ERROR(cache_->Reserve(s.slot, static_cast<int64_t>(s.tokens.size())));
   rows->clear();
+  tops_.clear();
   int64_t n = 0;
   for (const SequenceStep& s : sequences) {
     const int64_t count = static_cast<int64_t>(s.tokens.size());
@@ -77,6 +84,24 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int
     n += count;
   }
   return absl::OkStatus();
+}
+
+void StageEngine::SummariseTops(std::span<const SequenceStep> sequences, std::vector<float>* logits) {
+  const auto V = static_cast<size_t>(n_vocab_);
+  size_t in = 0, out = 0;  // rows read, rows kept
+  for (const SequenceStep& s : sequences) {
+    const size_t count = s.logits == LogitsWanted::kNone ? 0 : s.logits == LogitsWanted::kAll ? s.tokens.size() : 1;
+    for (size_t r = 0; r < count; ++r, ++in) {
+      const std::span<const float> row(logits->data() + in * V, V);
+      if (s.logits == LogitsWanted::kTop) {
+        tops_.push_back(cpu::TopOfLogits(row, s.top_n));
+      } else {
+        if (out != in) std::copy(row.begin(), row.end(), logits->begin() + static_cast<std::ptrdiff_t>(out * V));
+        ++out;
+      }
+    }
+  }
+  logits->resize(out * V);
 }
 
 }  // namespace moed::engine

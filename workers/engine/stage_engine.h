@@ -17,19 +17,24 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/sampling.h"
 #include "workers/engine/loaded_model.h"
 #include "workers/engine/stage_weights.h"
 #include "workers/engine/state_cache.h"
 
 namespace moed::engine {
 
-enum class LogitsWanted { kNone, kLast, kAll };
+// What the last stage returns for a sequence: nothing, its last row of logits, all its rows, or
+// a summary of its last row (cpu::TopLogits: the top_n best logits and log-sum-exp), which is all
+// greedy sampling and log-probabilities need; a device then sends a few bytes instead of the row.
+enum class LogitsWanted { kNone, kLast, kAll, kTop };
 
 // One sequence's part of a step: n_tokens new tokens appended to the slot.
 struct SequenceStep {
   int slot = -1;
   std::vector<int32_t> tokens;  // the ids (all stages get them; only the first embeds them)
   LogitsWanted logits = LogitsWanted::kLast;
+  int top_n = 1;  // kTop: how many of the best logits, 1..cpu::kMaxTopLogits
 };
 
 enum class Backend { kCpu, kCuda };
@@ -60,10 +65,11 @@ class StageEngine {
   // Runs the stage on `sequences` (their tokens concatenated in order). hidden_in holds
   // [total_tokens][n_embd] activations from the previous stage (ignored by the first stage).
   // A middle stage writes its activations to hidden_out; the last stage writes to logits the rows
-  // each sequence asked for, in order ([rows][n_vocab]).
+  // each kLast / kAll sequence asked for, in order ([rows][n_vocab]), and the summaries of the
+  // kTop sequences' rows to tops().
   // Errors (nothing is changed): InvalidArgument for an unknown slot, an empty sequence, a token
-  // outside the vocabulary or a hidden_in of the wrong size; ResourceExhausted when the KV cache
-  // cannot hold the new tokens.
+  // outside the vocabulary, a kTop top_n outside [1, cpu::kMaxTopLogits] or a hidden_in of the
+  // wrong size; ResourceExhausted when the KV cache cannot hold the new tokens.
   virtual absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                                std::vector<float>* hidden_out, std::vector<float>* logits) = 0;
 
@@ -88,6 +94,10 @@ class StageEngine {
   virtual absl::StatusOr<SlotSnapshot> Snapshot(int slot) const = 0;
   virtual absl::Status Restore(int slot, const SlotSnapshot& snapshot) = 0;
 
+  // The last stage's summaries of the last Forward's kTop sequences, in their order; valid until
+  // the next Forward.
+  const std::vector<cpu::TopLogits>& tops() const { return tops_; }
+
   const StateCache& cache() const { return *cache_; }
   const StageWeights& weights() const { return weights_; }
   bool is_first() const { return weights_.embeds; }
@@ -110,11 +120,15 @@ class StageEngine {
   // Checks the step (hidden_in_floats: the size of its input activations) and reserves KV room
   // for it; on success `rows` describes it.
   absl::Status BeginStep(std::span<const SequenceStep> sequences, int64_t hidden_in_floats, std::vector<Rows>* rows);
+  // The host's way to answer kTop: `logits` holds a row for every sequence that wants any (kTop
+  // counted as kLast); the kTop rows are summarised into tops_ and removed from it.
+  void SummariseTops(std::span<const SequenceStep> sequences, std::vector<float>* logits);
 
   const Qwen35MoeHparams& hp_;
   int64_t n_vocab_;
   StageWeights weights_;
   std::unique_ptr<StateCache> cache_;
+  std::vector<cpu::TopLogits> tops_;
 };
 
 }  // namespace moed::engine

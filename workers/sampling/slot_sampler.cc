@@ -38,12 +38,6 @@ void ApplyPenalties(const cpu::SamplingParams& p, std::span<const int32_t> histo
   }
 }
 
-// Better first: larger value, then lower id.
-bool Better(const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) {
-  if (a.second != b.second) return a.second > b.second;
-  return a.first < b.first;
-}
-
 }  // namespace
 
 void ComputeLogprobs(const cpu::SamplingParams& params, std::span<const float> logits,
@@ -56,37 +50,20 @@ void ComputeLogprobs(const cpu::SamplingParams& params, std::span<const float> l
     ApplyPenalties(params, history, scratch);
     z = scratch;
   }
-  auto value = [&](size_t i) { return std::isnan(z[i]) ? kNegInf : z[i]; };
+  const cpu::TopLogits top = cpu::TopOfLogits(z, std::clamp(top_n, 0, kMaxTopLogprobs));
+  const float logit = token >= 0 && static_cast<size_t>(token) < z.size() ? z[static_cast<size_t>(token)] : kNegInf;
+  ChoiceFromTop(top, std::isnan(logit) ? kNegInf : logit, top_n, out);
+}
 
-  float max_z = kNegInf;
-  for (size_t i = 0; i < z.size(); ++i) max_z = std::max(max_z, value(i));
-  double log_sum = -std::numeric_limits<double>::infinity();
-  if (std::isfinite(max_z)) {
-    double sum = 0.0;
-    for (size_t i = 0; i < z.size(); ++i) sum += std::exp(static_cast<double>(value(i)) - max_z);
-    log_sum = max_z + std::log(sum);
-  }
-  auto logprob = [&](size_t i) -> float {
-    if (!std::isfinite(log_sum)) return kNegInf;
-    return static_cast<float>(static_cast<double>(value(i)) - log_sum);
+void ChoiceFromTop(const cpu::TopLogits& top, float token_logit, int top_n, SampledChoice* out) {
+  auto logprob = [&](float logit) -> float {
+    if (!std::isfinite(top.log_sum_exp)) return kNegInf;
+    return static_cast<float>(static_cast<double>(logit) - top.log_sum_exp);
   };
-
-  out->logprob = token >= 0 && static_cast<size_t>(token) < z.size()
-                     ? logprob(static_cast<size_t>(token))
-                     : kNegInf;
+  out->logprob = logprob(token_logit);
   out->top.clear();
-  const size_t n = static_cast<size_t>(std::clamp(top_n, 0, kMaxTopLogprobs));
-  if (n == 0) return;
-  // A sorted list of at most n (id, logit) pairs: cheaper than sorting the vocabulary.
-  std::vector<std::pair<int32_t, float>>& best = out->top;
-  for (size_t i = 0; i < z.size(); ++i) {
-    const std::pair<int32_t, float> c{static_cast<int32_t>(i), value(i)};
-    if (best.size() == n && !Better(c, best.back())) continue;
-    auto at = std::upper_bound(best.begin(), best.end(), c, Better);
-    best.insert(at, c);
-    if (best.size() > n) best.pop_back();
-  }
-  for (auto& [id, l] : best) l = logprob(static_cast<size_t>(id));
+  const size_t n = std::min(top.best.size(), static_cast<size_t>(std::clamp(top_n, 0, kMaxTopLogprobs)));
+  for (size_t i = 0; i < n; ++i) out->top.emplace_back(top.best[i].first, logprob(top.best[i].second));
 }
 
 SlotSampler::SlotSampler(const cpu::SamplingParams& params) : params_(params), sampler_(params) {}
@@ -95,6 +72,19 @@ SampledChoice SlotSampler::Sample(std::span<const float> logits, int top_n) {
   SampledChoice choice;
   choice.token = sampler_.Sample(logits, history_);
   ComputeLogprobs(params_, logits, history_, choice.token, top_n, &choice);
+  return choice;
+}
+
+bool SlotSampler::needs_only_top() const {
+  return params_.temperature <= 0.0f && params_.repetition_penalty == 1.0f && params_.presence_penalty == 0.0f &&
+         params_.frequency_penalty == 0.0f;
+}
+
+SampledChoice SlotSampler::SampleFromTop(const cpu::TopLogits& top, int top_n) {
+  SampledChoice choice;
+  if (top.best.empty()) return choice;
+  choice.token = top.best[0].first;
+  ChoiceFromTop(top, top.best[0].second, top_n, &choice);
   return choice;
 }
 

@@ -19,7 +19,7 @@
 namespace moed::sampling {
 
 // Most alternatives a caller may ask for (OpenAI's top_logprobs limit).
-inline constexpr int kMaxTopLogprobs = 20;
+inline constexpr int kMaxTopLogprobs = cpu::kMaxTopLogits;
 
 struct SampledChoice {
   int32_t token = -1;
@@ -33,6 +33,9 @@ struct SampledChoice {
 void ComputeLogprobs(const cpu::SamplingParams& params, std::span<const float> logits,
                      std::span<const int32_t> history, int32_t token, int top_n,
                      SampledChoice* out);
+// The same from a row's summary (no penalties): out->logprob for a token whose logit is
+// token_logit, out->top from top.best (which must hold the top_n best).
+void ChoiceFromTop(const cpu::TopLogits& top, float token_logit, int top_n, SampledChoice* out);
 
 class SlotSampler {
  public:
@@ -50,6 +53,12 @@ class SlotSampler {
   // Draws the next token from one row of logits (n_vocab floats) and reports its log-probability
   // and the top_n alternatives. Does not append the drawn token: it is fed back next step.
   SampledChoice Sample(std::span<const float> logits, int top_n);
+
+  // Whether Sample needs no more of a row than its summary (cpu::TopOfLogits): greedy without
+  // penalties. Then SampleFromTop, given the summary's max(1, top_n) best, returns what Sample
+  // would, without the row crossing from the device.
+  bool needs_only_top() const;
+  SampledChoice SampleFromTop(const cpu::TopLogits& top, int top_n);
 
  private:
   cpu::SamplingParams params_;

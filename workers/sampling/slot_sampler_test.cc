@@ -2,6 +2,7 @@
 // ties, penalties seen by both the draw and the reported distribution, seeded determinism.
 #include "workers/sampling/slot_sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -78,6 +79,28 @@ TEST(SlotSamplerTest, NanAndAllMaskedLogits) {
   EXPECT_EQ(c.top[1].second, -inf);
   SampledChoice d = s.Sample(std::vector<float>{-inf, -inf}, 1);
   EXPECT_EQ(d.logprob, -inf);
+}
+
+TEST(SlotSamplerTest, GreedyWithoutPenaltiesNeedsOnlyTheRowsTop) {
+  cpu::SamplingParams p = Greedy();
+  EXPECT_TRUE(SlotSampler(p).needs_only_top());
+  p.presence_penalty = 0.5f;
+  EXPECT_FALSE(SlotSampler(p).needs_only_top());
+  EXPECT_FALSE(SlotSampler(cpu::SamplingParams{}).needs_only_top());  // temperature 1 draws
+
+  // From the row's summary, the same choice as from the row: ties, NaN and -inf included.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> logits(300);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 37) % 101) / 7.0f;
+  logits[5] = nan, logits[7] = -inf;
+  for (int top_n : {0, 1, 5, kMaxTopLogprobs}) {
+    SlotSampler s(Greedy());
+    const SampledChoice want = s.Sample(logits, top_n);
+    const SampledChoice got = s.SampleFromTop(cpu::TopOfLogits(logits, std::max(top_n, 1)), top_n);
+    EXPECT_EQ(got.token, want.token);
+    EXPECT_EQ(got.logprob, want.logprob);
+    EXPECT_EQ(got.top, want.top) << top_n;
+  }
 }
 
 TEST(SlotSamplerTest, SameSeedSameTokens) {
