@@ -3,7 +3,8 @@
 # 35B-A3B benchmark file (Q4_K experts, Q8_0 rest, the qwen35 vocabulary), serves it with moed on
 # the CUDA backend, and sweeps it over HTTP with moed-bench (1, 16, 64 concurrent clients). Writes
 # the logs and the sweep table under $OUT. GPUS (default "cuda:0") lists the devices: one stage per
-# GPU, e.g. GPUS=cuda:0,cuda:1 for a two-stage pipeline over NCCL; TAG names the output files.
+# GPU, e.g. GPUS=cuda:0,cuda:1 for a two-stage pipeline over NCCL; TAG names the output files;
+# TEMPERATURE (default 0, greedy) is the requests' temperature.
 set -u
 export LD_LIBRARY_PATH=$PWD/bundle
 GPUS=${GPUS:-cuda:0}
@@ -41,7 +42,7 @@ curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/
   -d '{"model":"moed-35b","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16}' | head -c 600; echo
 for c in ${SWEEP:-1:8 16:32 64:128}; do  # concurrency:requests
   timeout 200 bundle/moed-bench http http://127.0.0.1:8080 --concurrency ${c%:*} --requests ${c#*:} \
-    --prompt-tokens 128 --max-tokens 128 2>&1 | tee -a $OUT/http_sweep-$TAG.txt
+    --prompt-tokens 128 --max-tokens 128 --temperature ${TEMPERATURE:-0} 2>&1 | tee -a $OUT/http_sweep-$TAG.txt
 done
 curl -s http://127.0.0.1:8080/metrics | grep -E "^moed_worker_(idle_ratio|step_duration_seconds_(sum|count))" | tee -a $OUT/http_sweep-$TAG.txt
 kill -TERM $pid; wait $pid; echo "moed exit $?"

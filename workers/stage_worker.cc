@@ -265,13 +265,14 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Ac
                                                      s.top_logprobs, " is outside [0, ",
                                                      sampling::kMaxTopLogprobs, "]"));
     }
-    // Greedy rows without penalties need only their row's summary (computed on the device).
-    engine::LogitsWanted wanted = engine::LogitsWanted::kNone;
-    if (is_last() && s.sample) {
-      wanted = samplers_[static_cast<size_t>(s.slot)]->needs_only_top() ? engine::LogitsWanted::kTop
-                                                                        : engine::LogitsWanted::kLast;
-    }
-    steps.push_back({s.slot, s.tokens, wanted, std::max(1, s.top_logprobs)});
+    engine::SequenceStep& step = steps.emplace_back();
+    step.slot = s.slot, step.tokens = s.tokens, step.logits = engine::LogitsWanted::kNone;
+    if (!is_last() || !s.sample) continue;
+    // Many rows need only their summary (and a draw), made on the device: SlotSampler::Prepare.
+    sampling::SlotSampler::RowNeeds needs =
+        samplers_[static_cast<size_t>(s.slot)]->Prepare(engine_->n_vocab(), s.top_logprobs);
+    step.logits = needs.summary_only ? engine::LogitsWanted::kTop : engine::LogitsWanted::kLast;
+    step.top_n = needs.top_n, step.draw = needs.draw;
   }
   const absl::Time start = absl::Now();
   std::vector<float> logits;
@@ -281,20 +282,21 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Ac
     RETURN_IF_ERROR(engine_->Forward(steps, hidden_in.host, &hidden_out->host, &logits));
   }
   if (is_last()) {
-    // Sampled sequence i reads logits row source[i], or (kTop) the engine's tops()[source[i]].
-    std::vector<const WorkerSequence*> rows;
+    // Sampled sequence i reads logits row source[i], or (kTop) the engine's tops()[source[i]] and
+    // draws()[source[i]].
+    std::vector<size_t> rows;  // the sampled sequences' indices
     std::vector<std::pair<bool, size_t>> source;  // (from tops, index)
     size_t n_rows = 0, n_tops = 0;
     for (size_t i = 0; i < sequences.size(); ++i) {
       const WorkerSequence& s = sequences[i];
       samplers_[static_cast<size_t>(s.slot)]->Append(s.tokens);
       if (!s.sample) continue;
-      rows.push_back(&s);
+      rows.push_back(i);
       const bool top = steps[i].logits == engine::LogitsWanted::kTop;
       source.emplace_back(top, top ? n_tops++ : n_rows++);
     }
     const auto n_vocab = static_cast<size_t>(engine_->n_vocab());
-    if (logits.size() != n_rows * n_vocab || engine_->tops().size() != n_tops) {
+    if (logits.size() != n_rows * n_vocab || engine_->tops().size() != n_tops || engine_->draws().size() != n_tops) {
       return absl::InternalError(absl::StrCat("the engine returned ", logits.size() / n_vocab, " logits rows and ",
                                               engine_->tops().size(), " summaries for ", n_rows, " and ", n_tops));
     }
@@ -302,11 +304,13 @@ absl::Status StageWorker::RunStage(std::span<const WorkerSequence> sequences, Ac
     outcome->sampled.resize(rows.size());
     sampling_pool_->ParallelFor(static_cast<int64_t>(rows.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const WorkerSequence& s = *rows[static_cast<size_t>(i)];
+        const size_t seq = rows[static_cast<size_t>(i)];
+        const WorkerSequence& s = sequences[seq];
         sampling::SlotSampler& sampler = *samplers_[static_cast<size_t>(s.slot)];
         const auto [top, at] = source[static_cast<size_t>(i)];
+        const cpu::Drawn* drawn = steps[seq].draw.has_value() ? &engine_->draws()[at] : nullptr;
         outcome->sampled[static_cast<size_t>(i)] = {
-            s.slot, top ? sampler.SampleFromTop(engine_->tops()[at], s.top_logprobs)
+            s.slot, top ? sampler.SampleFromSummary(engine_->tops()[at], drawn, s.top_logprobs)
                         : sampler.Sample(std::span<const float>(logits.data() + at * n_vocab, n_vocab),
                                          s.top_logprobs)};
       }

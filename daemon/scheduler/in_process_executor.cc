@@ -85,13 +85,14 @@ absl::StatusOr<std::vector<SampledToken>> InProcessExecutor::Step(std::span<cons
   std::vector<engine::SequenceStep> steps;
   steps.reserve(sequences.size());
   for (const StepSequence& seq : sequences) {
-    // Greedy rows without penalties need only their row's summary.
-    engine::LogitsWanted wanted = engine::LogitsWanted::kNone;
-    if (seq.sample) {
-      wanted = slots_[static_cast<size_t>(seq.slot)].sampler->needs_only_top() ? engine::LogitsWanted::kTop
-                                                                              : engine::LogitsWanted::kLast;
-    }
-    steps.push_back({seq.slot, seq.tokens, wanted, std::max(1, seq.top_logprobs)});
+    engine::SequenceStep& step = steps.emplace_back();
+    step.slot = seq.slot, step.tokens = seq.tokens, step.logits = engine::LogitsWanted::kNone;
+    if (!seq.sample) continue;
+    // Many rows need only their summary (and a draw where the row is): SlotSampler::Prepare.
+    sampling::SlotSampler::RowNeeds needs = slots_[static_cast<size_t>(seq.slot)].sampler->Prepare(
+        info_.n_vocab, seq.top_logprobs);
+    step.logits = needs.summary_only ? engine::LogitsWanted::kTop : engine::LogitsWanted::kLast;
+    step.top_n = needs.top_n, step.draw = needs.draw;
   }
   std::vector<float> logits;
   RETURN_IF_ERROR(pipeline_->Forward(steps, &logits));
@@ -104,8 +105,11 @@ absl::StatusOr<std::vector<SampledToken>> InProcessExecutor::Step(std::span<cons
     if (!seq.sample) continue;
     sampling::SampledChoice choice;
     if (steps[i].logits == engine::LogitsWanted::kTop) {
-      if (top >= pipeline_->tops().size()) return absl::InternalError("the pipeline returned too few row summaries");
-      choice = sampler.SampleFromTop(pipeline_->tops()[top++], seq.top_logprobs);
+      if (top >= pipeline_->tops().size() || top >= pipeline_->draws().size()) {
+        return absl::InternalError("the pipeline returned too few row summaries");
+      }
+      const cpu::Drawn* drawn = steps[i].draw.has_value() ? &pipeline_->draws()[top] : nullptr;
+      choice = sampler.SampleFromSummary(pipeline_->tops()[top++], drawn, seq.top_logprobs);
     } else {
       if ((row + 1) * V > logits.size()) {
         return absl::InternalError(absl::StrCat("the pipeline returned ", logits.size() / V, " logits rows for ",

@@ -132,6 +132,80 @@ TEST(SamplerTest, MaskedTokensNeverAppear) {
   EXPECT_EQ(s.Sample(none, {}), 0);
 }
 
+TEST(DrawFromRowTest, WeightsAreExpToTheirResolution) {
+  for (float x = 0.0f; x > -27.6f; x -= 0.0137f) {
+    const double want = std::exp(static_cast<double>(x)) * 0x1.0p40;
+    const auto got = static_cast<double>(DrawWeight(x));
+    EXPECT_LE(got, want * (1 + 1e-8)) << x;      // truncated, never rounded up past 1e-8
+    EXPECT_GE(got, want * (1 - 1e-8) - 1) << x;  // at most one unit below
+  }
+  EXPECT_EQ(DrawWeight(0.0f), uint64_t{1} << kDrawWeightBits);
+  EXPECT_EQ(DrawWeight(-28.0f), 0u);
+  EXPECT_EQ(DrawWeight(-kInf), 0u);
+  EXPECT_EQ(DrawWeight(std::nanf("")), 0u);
+}
+
+TEST(DrawFromRowTest, TheFirstTokenWhoseCumulativeWeightPassesUTimesTheTotal) {
+  const std::vector<float> logits = LogitsOf({0.5, 0.25, 0.125, 0.125});
+  RowDraw d;
+  auto at = [&](double u) {
+    d.u = u;
+    return DrawFromRow(logits, d);
+  };
+  EXPECT_EQ(at(0.0).id, 0);
+  EXPECT_EQ(at(0.49).id, 0);
+  EXPECT_EQ(at(0.51).id, 1);
+  EXPECT_EQ(at(0.76).id, 2);
+  const Drawn last = at(1.0 - 0x1.0p-53);
+  EXPECT_EQ(last.id, 3);
+  EXPECT_EQ(last.logit, logits[3]);
+  // min-p 0.3 keeps p >= 0.15: tokens 0 and 1 only, in proportion 2 : 1.
+  d.log_min_p = std::log(0.3f);
+  EXPECT_EQ(at(0.6).id, 0);
+  EXPECT_EQ(at(0.7).id, 1);
+  EXPECT_EQ(at(0.99).id, 1);
+  // A tiny temperature leaves only the best.
+  d.log_min_p = -kInf, d.inv_temperature = 1e6f;
+  EXPECT_EQ(at(0.99).id, 0);
+}
+
+TEST(DrawFromRowTest, RowsWithoutADistributionGiveTheArgmax) {
+  const float nan = std::nanf("");
+  RowDraw d;
+  d.u = 0.5;
+  EXPECT_EQ(DrawFromRow(std::vector<float>{nan, -kInf, nan}, d).id, 0);  // NaN as -inf, lowest id
+  EXPECT_EQ(DrawFromRow(std::vector<float>{1.0f, kInf, kInf}, d).id, 1);
+  const Drawn masked = DrawFromRow(std::vector<float>{0.0f, nan, 0.0f, -kInf}, d);
+  EXPECT_EQ(masked.id, 2);  // NaN and -inf weigh nothing: u 0.5 falls on the second 0
+  EXPECT_EQ(DrawFromRow(std::vector<float>{}, d).id, -1);
+}
+
+TEST(DrawFromRowTest, SampleIsDrawFromRowWithoutTopKOrTopP) {
+  SamplingParams p;
+  p.temperature = 0.8f, p.min_p = 0.01f, p.seed = 11;
+  Sampler sample(p), draw(p);
+  std::vector<float> logits(5000);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int i = 0; i < 50; ++i) {
+    for (float& l : logits) l = normal(rng);
+    EXPECT_EQ(sample.Sample(logits, {}), DrawFromRow(logits, draw.NextRowDraw()).id);
+  }
+}
+
+TEST(SamplerTest, SampleTopKIsSampleOnTheRow) {
+  SamplingParams p;
+  p.temperature = 0.7f, p.top_k = 20, p.top_p = 0.8f, p.min_p = 0.02f, p.seed = 12;
+  Sampler on_row(p), on_best(p);
+  std::vector<float> logits(3000);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (int i = 0; i < 100; ++i) {
+    for (float& l : logits) l = normal(rng);
+    EXPECT_EQ(on_row.Sample(logits, {}), on_best.SampleTopK(TopOfLogits(logits, p.top_k).best));
+  }
+}
+
 TEST(SamplerTest, TopKKeepsTheKBest) {
   SamplingParams p;
   p.seed = 11;

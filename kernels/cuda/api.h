@@ -10,7 +10,8 @@
  * (attention, routing, DeltaNet input split, gated norm, pointwise ops, async copies), so that a
  * whole stage runs on the device; 1.3 attention over F16 K/V pools (attention_prep_kv,
  * attention_kv) and NCCL links; 1.4 tensor-core products on the quantized blocks (moe_grouped,
- * gemm_mma); 1.5 logits_top, the row summaries greedy sampling needs.
+ * gemm_mma); 1.5 logits_top, the row summaries greedy sampling needs; 1.6 logits_draw, a seeded
+ * draw over whole rows.
  *
  * Errors: every function returns 0 on success, otherwise a nonzero code (a cudaError_t value, or
  * MOED_CUDA_EINVAL for a rejected argument) and records a message that last_error() returns for
@@ -30,7 +31,7 @@ extern "C" {
 #endif
 
 #define MOED_CUDA_API_VERSION 1
-#define MOED_CUDA_API_MINOR_VERSION 5 /* the fields this header declares: 1.5 */
+#define MOED_CUDA_API_MINOR_VERSION 6 /* the fields this header declares: 1.6 */
 #define MOED_CUDA_EINVAL (-1)
 #define MOED_CUDA_ENCCL (-2) /* an NCCL failure, or NCCL absent */
 #define MOED_CUDA_MAX_GEMV_TOKENS 8
@@ -290,6 +291,15 @@ typedef struct MoedCudaMoeGroupedArgs {
   int64_t scratch_bytes;
 } MoedCudaMoeGroupedArgs;
 
+/* ---- ABI 1.6: one row's draw (logits_draw), as moed::cpu::RowDraw ---------------------------- */
+typedef struct MoedCudaRowDraw {
+  float inv_temperature; /* 1 / temperature, > 0 */
+  float log_min_p;       /* log(min_p); -inf: min-p off */
+  double u;              /* uniform in [0, 1) */
+  int32_t skip;          /* nonzero: this row draws nothing */
+  int32_t reserved;
+} MoedCudaRowDraw;
+
 typedef struct MoedCudaApiV1 {
   uint32_t version;     /* MOED_CUDA_API_VERSION */
   uint32_t struct_size; /* sizeof(MoedCudaApiV1) of the library */
@@ -421,6 +431,13 @@ typedef struct MoedCudaApiV1 {
    * into log_sum_exp[n_rows] (-inf when the largest logit is not finite). NaN counts as -inf. */
   int (*logits_top)(const float* logits, int64_t n_rows, int64_t n_vocab, int32_t top_n, int32_t* ids,
                     float* values, float* log_sum_exp, void* stream);
+
+  /* 1.6: a draw over whole rows (present iff MOED_CUDA_API_HAS(api, logits_draw)) ------------- */
+  /* For each of n_rows rows of n_vocab (<= 2^23) logits whose draws[r].skip is 0: the token
+   * moed::cpu::DrawFromRow picks for draws[r] (kernels/cpu/sampling.h; bit-identical), and its
+   * logit, into ids[r] / values[r]. draws is in device memory. */
+  int (*logits_draw)(const float* logits, int64_t n_rows, int64_t n_vocab, const MoedCudaRowDraw* draws,
+                     int32_t* ids, float* values, void* stream);
 } MoedCudaApiV1;
 
 /* Whether a library's table has `field` (fields are only appended, struct_size says how far it

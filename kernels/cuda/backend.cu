@@ -240,6 +240,8 @@ constexpr MoedCudaApiV1 kApi = {
     GemmMma,
     // ABI 1.5
     LogitsTopLaunch,
+    // ABI 1.6
+    LogitsDrawLaunch,
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 // logits row summaries of sampling (cpu::TopOfLogits). Without a GPU every case skips with the
 // loader's message.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -324,6 +325,51 @@ TEST(CudaLogitsTopTest, MatchesCpu) {
           EXPECT_EQ(lse[r], -inf) << "row " << r;
         }
       }
+    }
+  }
+}
+
+// logits_draw gives cpu::DrawFromRow's token exactly: the model's vocabulary and an odd width,
+// temperatures, min-p, u at both ends, rows without a distribution, and skipped rows.
+TEST(CudaLogitsDrawTest, MatchesCpu) {
+  MOED_REQUIRE_GPU();
+  const CudaLibrary& lib = *GetBackend().lib;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (auto [n_vocab, n_rows] : {std::pair{248320, 64}, std::pair{1001, 40}}) {
+    std::vector<float> logits = Normal(static_cast<size_t>(n_vocab * n_rows), rng, 3.0f);
+    std::fill(logits.begin() + n_vocab, logits.begin() + 2 * n_vocab, -inf);  // row 1: no distribution
+    logits[2 * n_vocab + 5] = inf;                                            // row 2: neither
+    logits[3 * n_vocab + 1] = nan, logits[3 * n_vocab + 2] = 30.0f;           // row 3: one token dominates
+    std::vector<MoedCudaRowDraw> draws(static_cast<size_t>(n_rows));
+    for (int r = 0; r < n_rows; ++r) {
+      MoedCudaRowDraw& d = draws[static_cast<size_t>(r)];
+      d.inv_temperature = 1.0f / std::array{1.0f, 0.7f, 1.5f, 0.05f}[r % 4];
+      d.log_min_p = r % 3 == 0 ? std::log(0.05f) : -inf;
+      d.u = r == 4 ? 0.0 : r == 5 ? 1.0 - 0x1.0p-53 : uniform(rng);
+      d.skip = r == 6;
+    }
+    DeviceBuffer dl(logits.size() * 4), dd(draws.size() * sizeof(MoedCudaRowDraw)), di(n_rows * 4), dv(n_rows * 4);
+    dl.Upload(logits.data()), dd.Upload(draws.data());
+    const std::vector<int32_t> sentinel(static_cast<size_t>(n_rows), -7);
+    di.Upload(sentinel.data());
+    ASSERT_EQ(lib.api().logits_draw(dl.get<float>(), n_rows, n_vocab, dd.get<MoedCudaRowDraw>(), di.get<int32_t>(),
+                                    dv.get<float>(), nullptr), 0)
+        << lib.api().last_error();
+    Sync();
+    const std::vector<int32_t> ids = Download<int32_t>(di, n_rows);
+    const std::vector<float> values = Download<float>(dv, n_rows);
+    for (int r = 0; r < n_rows; ++r) {
+      const MoedCudaRowDraw& d = draws[static_cast<size_t>(r)];
+      if (d.skip != 0) {
+        EXPECT_EQ(ids[r], -7) << "a skipped row is left alone";
+        continue;
+      }
+      const cpu::Drawn ref = cpu::DrawFromRow(std::span<const float>(logits.data() + r * n_vocab, n_vocab),
+                                              {d.inv_temperature, d.log_min_p, d.u});
+      EXPECT_EQ(ids[r], ref.id) << "n_vocab " << n_vocab << " row " << r << " u " << d.u;
+      EXPECT_EQ(values[r], ref.logit) << "row " << r;
     }
   }
 }

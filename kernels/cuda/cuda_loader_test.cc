@@ -162,5 +162,24 @@ TEST(CudaLoaderTest, LogitsTopChecksItsArguments) {
   EXPECT_EQ(api.logits_top(logits, 0, 8, 1, ids, values, lse, nullptr), 0);  // nothing to do, nothing launched
 }
 
+TEST(CudaLoaderTest, LogitsDrawChecksItsArguments) {
+  LoadOptions options;
+  options.require_device = false;
+  const auto lib = CudaLibrary::Load(options);
+  if (!lib.ok()) GTEST_SKIP() << lib.status();
+  ASSERT_TRUE((*lib)->HasLogitsDraw());
+  const MoedCudaApiV1& api = (*lib)->api();
+  float logits[8] = {}, values[1];
+  int32_t ids[1];
+  MoedCudaRowDraw draw{};
+  EXPECT_EQ(api.logits_draw(logits, 1, 8, nullptr, ids, values, nullptr), MOED_CUDA_EINVAL);
+  EXPECT_THAT(std::string(api.last_error()), HasSubstr("null pointers"));
+  for (int64_t n_vocab : {int64_t{0}, (int64_t{1} << 23) + 1}) {
+    EXPECT_EQ(api.logits_draw(logits, 1, n_vocab, &draw, ids, values, nullptr), MOED_CUDA_EINVAL) << n_vocab;
+    EXPECT_THAT(std::string(api.last_error()), HasSubstr("n_vocab"));
+  }
+  EXPECT_EQ(api.logits_draw(logits, 0, 8, &draw, ids, values, nullptr), 0);  // nothing to do, nothing launched
+}
+
 }  // namespace
 }  // namespace moed::cuda

@@ -74,6 +74,7 @@ class CudaLibrary {
   bool HasMma() const { return MOED_CUDA_API_HAS(api_, gemm_mma); }
   // ABI 1.5's row summaries for sampling (logits_top).
   bool HasLogitsTop() const { return MOED_CUDA_API_HAS(api_, logits_top); }
+  bool HasLogitsDraw() const { return MOED_CUDA_API_HAS(api_, logits_draw); }
   // api().moe_decode / delta_rule_step / conv1d_step through Check().
   absl::Status MoeDecode(const MoedCudaMoeArgs& args, void* stream) const;
   absl::Status DeltaRuleStep(const MoedCudaDeltaRuleArgs& args, void* stream) const;

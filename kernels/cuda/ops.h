@@ -66,9 +66,11 @@ int MoeGroupedScratchBytes(int64_t n_tokens, int32_t top_k, int64_t n_embd, int6
                            uint64_t* bytes);
 int MoeGroupedLaunch(const MoedCudaMoeGroupedArgs& args, void* stream);
 int GemmMmaLaunch(const MoedCudaGemvArgs& args, void* stream);
-// sample.cu: ABI 1.5's row summaries.
+// sample.cu: ABI 1.5's row summaries and 1.6's draws.
 int LogitsTopLaunch(const float* logits, int64_t n_rows, int64_t n_vocab, int32_t top_n, int32_t* ids,
                     float* values, float* log_sum_exp, void* stream);
+int LogitsDrawLaunch(const float* logits, int64_t n_rows, int64_t n_vocab, const MoedCudaRowDraw* draws,
+                     int32_t* ids, float* values, void* stream);
 // nccl.cc: ABI 1.3's links (api.h).
 int NcclAvailable();
 int NcclUniqueId(uint8_t* id);

@@ -3,7 +3,9 @@
 // llama-batched-bench (B sequences each prefill P tokens, then generate G tokens together:
 // prefill tokens/s and aggregate generation tokens/s). Token ids are fixed pseudo-random values;
 // each decode step feeds back the argmax of its logits, taken as greedy serving takes it: from the
-// row's summary (LogitsWanted::kTop), computed on the device by the CUDA backend.
+// row's summary (LogitsWanted::kTop), computed on the device by the CUDA backend. As llama-bench
+// does, each test first runs once untimed (--warmup 0 skips it): a first run pays one-time costs
+// (lazily loaded kernels, cuBLAS's first call for a shape, the capture of decode graphs).
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -36,18 +38,18 @@ struct Row {
 
 class EngineBench {
  public:
-  EngineBench(engine::Pipeline& p, int reps) : p_(p), reps_(reps) {}
+  EngineBench(engine::Pipeline& p, int reps, bool warmup) : p_(p), reps_(reps), first_(warmup ? -1 : 0) {}
 
-  // One sequence prefilling n tokens; the best of `reps` runs.
+  // One sequence prefilling n tokens; the best of `reps` runs (run -1 is the warm-up).
   absl::StatusOr<Row> Prefill(int64_t n) {
     double best = 1e30;
-    for (int r = 0; r < reps_; ++r) {
+    for (int r = first_; r < reps_; ++r) {
       ASSIGN_OR_RETURN(int slot, p_.AllocateSlot());
-      std::vector<engine::SequenceStep> step = {{slot, Ids(n, p_.n_vocab(), r), engine::LogitsWanted::kTop}};
+      std::vector<engine::SequenceStep> step = {{slot, Ids(n, p_.n_vocab(), r + 1), engine::LogitsWanted::kTop}};
       std::vector<float> logits;
       const absl::Time t0 = absl::Now();
       RETURN_IF_ERROR(p_.Forward(step, &logits));
-      best = std::min(best, absl::ToDoubleSeconds(absl::Now() - t0));
+      if (r >= 0) best = std::min(best, absl::ToDoubleSeconds(absl::Now() - t0));
       RETURN_IF_ERROR(p_.FreeSlot(slot));
     }
     return Row{absl::StrCat("pp", n), n / best, best * 1e3};
@@ -57,14 +59,14 @@ class EngineBench {
   // Returns {prefill row, generation row}; with B = 1 and P = 1 the second is llama-bench's tg G.
   absl::StatusOr<std::pair<Row, Row>> Batched(int64_t P, int64_t G, int B) {
     double best_pp = 1e30, best_tg = 1e30;
-    for (int r = 0; r < reps_; ++r) {
+    for (int r = first_; r < reps_; ++r) {
       std::vector<int> slots;
       std::vector<int32_t> next;
       double pp = 0;
       for (int b = 0; b < B; ++b) {
         ASSIGN_OR_RETURN(int slot, p_.AllocateSlot());
         slots.push_back(slot);
-        std::vector<engine::SequenceStep> step = {{slot, Ids(P, p_.n_vocab(), b + r), engine::LogitsWanted::kTop}};
+        std::vector<engine::SequenceStep> step = {{slot, Ids(P, p_.n_vocab(), b + r + 1), engine::LogitsWanted::kTop}};
         std::vector<float> logits;
         const absl::Time t0 = absl::Now();
         RETURN_IF_ERROR(p_.Forward(step, &logits));
@@ -79,8 +81,10 @@ class EngineBench {
         RETURN_IF_ERROR(p_.Forward(step, &logits));
         for (int b = 0; b < B; ++b) next[b] = p_.tops()[b].best[0].first;
       }
-      best_tg = std::min(best_tg, absl::ToDoubleSeconds(absl::Now() - t0));
-      best_pp = std::min(best_pp, pp);
+      if (r >= 0) {
+        best_tg = std::min(best_tg, absl::ToDoubleSeconds(absl::Now() - t0));
+        best_pp = std::min(best_pp, pp);
+      }
       for (int slot : slots) RETURN_IF_ERROR(p_.FreeSlot(slot));
     }
     const std::string shape = absl::StrCat("P", P, " G", G, " B", B);
@@ -91,6 +95,7 @@ class EngineBench {
  private:
   engine::Pipeline& p_;
   int reps_;
+  int first_;  // -1: a warm-up run first
 };
 
 absl::StatusOr<std::vector<int64_t>> IntList(const std::string& text) {
@@ -107,7 +112,7 @@ absl::StatusOr<std::vector<int64_t>> IntList(const std::string& text) {
 
 absl::Status RunEngineBench(const tool::Args& args) {
   RETURN_IF_ERROR(
-      args.CheckKnown({"backend", "stages", "threads", "device", "pp", "tg", "batched", "reps", "slots", "gemm"}));
+      args.CheckKnown({"backend", "stages", "threads", "device", "pp", "tg", "batched", "reps", "warmup", "slots", "gemm"}));
   if (args.positional().size() != 2) return absl::InvalidArgumentError("usage: moed-bench engine MODEL.gguf [flags]");
   const std::string path = args.positional()[1];
   const std::string backend = args.Get("backend").value_or("cpu");
@@ -118,6 +123,8 @@ absl::Status RunEngineBench(const tool::Args& args) {
   ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 1));
   ASSIGN_OR_RETURN(int64_t device, args.GetInt("device", 0));
   ASSIGN_OR_RETURN(int64_t reps, args.GetInt("reps", 3));
+  ASSIGN_OR_RETURN(int64_t warmup, args.GetInt("warmup", 1));
+  if (reps < 1 || (warmup != 0 && warmup != 1)) return absl::InvalidArgumentError("--reps must be >= 1, --warmup 0 or 1");
   ASSIGN_OR_RETURN(std::vector<int64_t> pp, IntList(args.Get("pp").value_or("")));
   ASSIGN_OR_RETURN(std::vector<int64_t> tg, IntList(args.Get("tg").value_or("")));
   // --batched P,G,B1,B2,...
@@ -152,7 +159,7 @@ absl::Status RunEngineBench(const tool::Args& args) {
   std::fprintf(stderr, "loaded %s on %s (%lld stage(s)) in %.1f s\n", path.c_str(), backend.c_str(),
                static_cast<long long>(stages), absl::ToDoubleSeconds(absl::Now() - load0));
 
-  EngineBench bench(*pipeline, static_cast<int>(reps));
+  EngineBench bench(*pipeline, static_cast<int>(reps), warmup == 1);
   std::vector<Row> rows;
   for (int64_t n : pp) {
     ASSIGN_OR_RETURN(Row r, bench.Prefill(n));

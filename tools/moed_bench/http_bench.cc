@@ -70,6 +70,7 @@ struct Options {
   std::string model;
   int64_t prompt_tokens = 128;
   int64_t max_tokens = 64;
+  double temperature = 0;  // 0: greedy; above 0 the rows are sampled (OpenAI's default is 1)
   std::string api_key;
   double timeout_s = 300;
 };
@@ -370,7 +371,7 @@ Sample RunRequest(Connection& connection, const Server& server, const Options& o
                      {"max_tokens", options.max_tokens},
                      {"stream", true},
                      {"stream_options", {{"include_usage", true}}},
-                     {"temperature", 0},
+                     {"temperature", options.temperature},
                      // vLLM's extension; moed ignores fields it does not know, and the
                      // completion token count comes from usage either way.
                      {"ignore_eos", true}};
@@ -510,7 +511,7 @@ absl::StatusOr<std::vector<int64_t>> ConcurrencyLevels(const std::string& text) 
 
 absl::Status RunHttpBench(const tool::Args& args) {
   RETURN_IF_ERROR(args.CheckKnown(
-      {"model", "concurrency", "requests", "prompt-tokens", "max-tokens", "api-key", "timeout"}));
+      {"model", "concurrency", "requests", "prompt-tokens", "max-tokens", "temperature", "api-key", "timeout"}));
   if (args.positional().size() != 2) {
     return absl::InvalidArgumentError(
         "usage: moed-bench http URL [flags], e.g. http://127.0.0.1:8080");
@@ -527,6 +528,10 @@ absl::Status RunHttpBench(const tool::Args& args) {
   ASSIGN_OR_RETURN(options.prompt_tokens,
                    PositiveFlag(args, "prompt-tokens", options.prompt_tokens));
   ASSIGN_OR_RETURN(options.max_tokens, PositiveFlag(args, "max-tokens", options.max_tokens));
+  ASSIGN_OR_RETURN(options.temperature, args.GetDouble("temperature", options.temperature));
+  if (!(options.temperature >= 0 && options.temperature <= 2)) {
+    return absl::InvalidArgumentError("--temperature must be in [0, 2]");
+  }
   ASSIGN_OR_RETURN(options.timeout_s, args.GetDouble("timeout", options.timeout_s));
   // The upper bound keeps the deadline representable as a steady_clock duration.
   if (!(options.timeout_s > 0 && options.timeout_s <= 1e6)) {
@@ -539,9 +544,9 @@ absl::Status RunHttpBench(const tool::Args& args) {
   options.model = args.Get("model").value_or(first_model);
   std::fprintf(
       stderr,
-      "moed-bench http: model '%s' at %s; prompts of ~%lld tokens, %lld output tokens each\n",
+      "moed-bench http: model '%s' at %s; prompts of ~%lld tokens, %lld output tokens each, temperature %g\n",
       options.model.c_str(), server.Address().c_str(),
-      static_cast<long long>(options.prompt_tokens), static_cast<long long>(options.max_tokens));
+      static_cast<long long>(options.prompt_tokens), static_cast<long long>(options.max_tokens), options.temperature);
 
   std::printf("%s", std::string(kHeader).c_str());
   std::fflush(stdout);

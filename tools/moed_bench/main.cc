@@ -1,10 +1,10 @@
 // moed-bench: throughput and latency of moed, printed as a markdown table.
 //
 //   moed-bench engine MODEL.gguf [--backend cpu|cuda] [--stages N] [--pp 512] [--tg 128]
-//                                [--batched P,G,B1,B2,...] [--reps 3] [--threads T] [--device D]
+//                                [--batched P,G,B1,B2,...] [--reps 3] [--warmup 1] [--threads T] [--device D]
 //                                [--gemm f16|f32|off]  (CUDA prefill matrix products)
 //   moed-bench http URL [--model NAME] [--concurrency 1,16,64] [--requests N] [--prompt-tokens P]
-//                       [--max-tokens G] [--api-key KEY]
+//                       [--max-tokens G] [--temperature T] [--api-key KEY]
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -25,9 +25,9 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr,
                  "usage: moed-bench engine MODEL.gguf [--backend cpu|cuda] [--stages N] [--pp N,...] "
-                 "[--tg N,...] [--batched P,G,B1,...] [--reps R]\n"
+                 "[--tg N,...] [--batched P,G,B1,...] [--reps R] [--warmup 0|1]\n"
                  "       moed-bench http URL [--model NAME] [--concurrency 1,16,64] [--requests N] "
-                 "[--prompt-tokens P] [--max-tokens G] [--api-key KEY]\n");
+                 "[--prompt-tokens P] [--max-tokens G] [--temperature T] [--api-key KEY]\n");
     return 2;
   }
   if (!status.ok()) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -231,7 +232,8 @@ TEST_F(CudaEngineTest, DecodeBatchEqualsSeparateDecodes) {
 
 TEST_F(CudaEngineTest, TopRowsSummarisedOnTheDeviceMatchTheCpuTwin) {
   // Pairs of slots fed the same tokens in one decode batch: one of each pair returns its row, the
-  // other the row's summary (logits_top); three steps, so the decode graph is captured and replayed.
+  // other the row's summary (logits_top) and, for pairs 1..3, a draw over it (logits_draw); three
+  // steps, so the decode graph is captured and replayed.
   const int64_t V = gpu_->n_vocab();
   std::vector<int> slots;
   for (int i = 0; i < 8; ++i) {
@@ -242,10 +244,17 @@ TEST_F(CudaEngineTest, TopRowsSummarisedOnTheDeviceMatchTheCpuTwin) {
   }
   for (int step = 0; step < 3; ++step) {
     std::vector<SequenceStep> decode;
+    std::vector<cpu::RowDraw> draws(4);
+    for (int p = 0; p < 4; ++p) {
+      draws[p].inv_temperature = 1.0f / (0.5f + 0.3f * p);
+      draws[p].log_min_p = p == 2 ? std::log(0.1f) : -std::numeric_limits<float>::infinity();
+      draws[p].u = (0.37 * (step + 1) + 0.21 * p) - std::floor(0.37 * (step + 1) + 0.21 * p);
+    }
     for (int i = 0; i < 8; ++i) {
       const int32_t token = static_cast<int32_t>(100 * step + i / 2);
       decode.push_back(i % 2 == 0 ? SequenceStep{slots[i], {token}, LogitsWanted::kLast}
                                   : SequenceStep{slots[i], {token}, LogitsWanted::kTop, i == 1 ? 20 : 3});
+      if (i % 2 == 1 && i > 1) decode.back().draw = draws[i / 2];
     }
     std::vector<float> logits;
     ASSERT_TRUE(gpu_->Forward(decode, &logits).ok());
@@ -260,6 +269,15 @@ TEST_F(CudaEngineTest, TopRowsSummarisedOnTheDeviceMatchTheCpuTwin) {
         EXPECT_NEAR(got.best[j].second, want.best[j].second, 1e-5);
       }
       EXPECT_NEAR(got.log_sum_exp, want.log_sum_exp, 1e-5 * (1 + std::fabs(want.log_sum_exp)));
+      ASSERT_EQ(gpu_->draws().size(), 4u);
+      const cpu::Drawn drawn = gpu_->draws()[p];
+      if (p == 0) {
+        EXPECT_EQ(drawn.id, -1) << "no draw asked";
+        continue;
+      }
+      const cpu::Drawn want_drawn = cpu::DrawFromRow(std::span<const float>(logits.data() + p * V, V), draws[p]);
+      EXPECT_EQ(drawn.id, want_drawn.id) << "step " << step << " pair " << p;
+      EXPECT_NEAR(drawn.logit, want_drawn.logit, 1e-5);
     }
   }
 }

@@ -229,6 +229,7 @@ absl::Status CudaStageEngine::Init() {
     }
   }
   top_ok_ = lib_->HasLogitsTop();
+  draw_ok_ = lib_->HasLogitsDraw();
   // The tensor-core products round to F16 like the F16 gemm: only where the engine runs F16.
   mma_ok_ = lib_->HasMma() && gemm_mode_ == CudaGemm::kF16 && hp_.n_expert <= 1024;
   MOED_LOG(INFO) << "batch matrix products: "
@@ -287,6 +288,8 @@ absl::Status CudaStageEngine::Reserve(int64_t tokens) {
   add(&s_.head_in, head_rows * H), add(&s_.logits, is_last() ? head_rows * n_vocab_ : 0);
   add(&s_.top_ids, head_rows * cpu::kMaxTopLogits), add(&s_.top_values, head_rows * cpu::kMaxTopLogits);
   add(&s_.top_lse, head_rows);
+  add(&s_.row_draws, head_rows * static_cast<int64_t>(sizeof(MoedCudaRowDraw) / 4));
+  add(&s_.draw_ids, head_rows), add(&s_.draw_values, head_rows);
   for (auto& [p, elems] : plan) offset += (static_cast<uint64_t>(std::max<int64_t>(elems, 1)) * 4 + 255) / 256 * 256;
   if (scratch_block_ != nullptr) {
     RETURN_IF_ERROR(Check(api_.stream_synchronize(stream_), "stream sync"));
@@ -510,25 +513,53 @@ absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, Devic
 absl::Status CudaStageEngine::ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top,
                                            int top_n, std::vector<float>* logits) {
   const auto n_wanted = static_cast<int64_t>(row_top.size());
-  // Without logits_top (a library older than 1.5) every row crosses and the host summarises.
-  const bool on_device =
-      top_ok_ && top_n <= n_vocab_ && std::find(row_top.begin(), row_top.end(), true) != row_top.end();
+  // The draw parameters of each wanted row, in row order (skip: no draw).
+  std::vector<MoedCudaRowDraw> draws;
+  bool any_draw = false;
+  for (const SequenceStep& s : sequences) {
+    if (s.logits == LogitsWanted::kNone) continue;
+    const size_t count = s.logits == LogitsWanted::kAll ? s.tokens.size() : 1;
+    for (size_t r = 0; r < count; ++r) {
+      MoedCudaRowDraw d{};
+      d.skip = 1;
+      if (s.draw.has_value()) {
+        d = {s.draw->inv_temperature, s.draw->log_min_p, s.draw->u, 0, 0};
+        any_draw = true;
+      }
+      draws.push_back(d);
+    }
+  }
+  // Without logits_top (a library older than 1.5), or a draw without logits_draw (older than
+  // 1.6), every row crosses and the host summarises.
+  const bool on_device = top_ok_ && (draw_ok_ || !any_draw) && top_n <= n_vocab_ &&
+                         std::find(row_top.begin(), row_top.end(), true) != row_top.end();
   const int64_t n_full = on_device ? std::count(row_top.begin(), row_top.end(), false) : n_wanted;
   logits->resize(n_full * n_vocab_);
   std::vector<int32_t> top_ids(on_device ? n_wanted * top_n : 0);
   std::vector<float> top_values(top_ids.size()), top_lse(on_device ? n_wanted : 0);
+  std::vector<int32_t> draw_ids(on_device && any_draw ? n_wanted : 0);
+  std::vector<float> draw_values(draw_ids.size());
   int64_t out = 0;  // full rows copied so far
+  auto to_host = [&](void* dst, const void* src, int64_t bytes) {
+    return Check(api_.copy_to_host_async(dst, src, bytes, stream_), "logits copy");
+  };
   for (int64_t c = 0; c < n_wanted; c += kHeadRows) {
     const int64_t m = std::min(kHeadRows, n_wanted - c);
     if (c > 0) RETURN_IF_ERROR(Head(c, m));  // rows past the first block (long kAll prefills)
     if (on_device) {
       RETURN_IF_ERROR(Check(api_.logits_top(s_.logits, m, n_vocab_, top_n, s_.top_ids, s_.top_values, s_.top_lse,
                                             stream_), "logits_top"));
-      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_ids.data() + c * top_n, s_.top_ids, m * top_n * 4, stream_),
-                            "logits copy"));
-      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_values.data() + c * top_n, s_.top_values, m * top_n * 4,
-                                                    stream_), "logits copy"));
-      RETURN_IF_ERROR(Check(api_.copy_to_host_async(top_lse.data() + c, s_.top_lse, m * 4, stream_), "logits copy"));
+      RETURN_IF_ERROR(to_host(top_ids.data() + c * top_n, s_.top_ids, m * top_n * 4));
+      RETURN_IF_ERROR(to_host(top_values.data() + c * top_n, s_.top_values, m * top_n * 4));
+      RETURN_IF_ERROR(to_host(top_lse.data() + c, s_.top_lse, m * 4));
+      if (any_draw) {
+        RETURN_IF_ERROR(Check(api_.copy_to_device_async(s_.row_draws, draws.data() + c,
+                                                        m * sizeof(MoedCudaRowDraw), stream_), "draw upload"));
+        RETURN_IF_ERROR(Check(api_.logits_draw(s_.logits, m, n_vocab_, s_.row_draws, s_.draw_ids, s_.draw_values,
+                                               stream_), "logits_draw"));
+        RETURN_IF_ERROR(to_host(draw_ids.data() + c, s_.draw_ids, m * 4));
+        RETURN_IF_ERROR(to_host(draw_values.data() + c, s_.draw_values, m * 4));
+      }
     }
     // The full rows, in runs of consecutive ones.
     for (int64_t j = 0; j < m;) {
@@ -538,8 +569,7 @@ absl::Status CudaStageEngine::ReturnLogits(std::span<const SequenceStep> sequenc
       }
       int64_t run = 1;
       while (j + run < m && !(on_device && row_top[c + j + run])) ++run;
-      RETURN_IF_ERROR(Check(api_.copy_to_host_async(logits->data() + out * n_vocab_, s_.logits + j * n_vocab_,
-                                                    run * n_vocab_ * sizeof(float), stream_), "logits copy"));
+      RETURN_IF_ERROR(to_host(logits->data() + out * n_vocab_, s_.logits + j * n_vocab_, run * n_vocab_ * sizeof(float)));
       out += run, j += run;
     }
   }
@@ -554,6 +584,7 @@ absl::Status CudaStageEngine::ReturnLogits(std::span<const SequenceStep> sequenc
     t.log_sum_exp = top_lse[i];
     for (int j = 0; j < top_n; ++j) t.best.emplace_back(top_ids[i * top_n + j], top_values[i * top_n + j]);
     tops_.push_back(std::move(t));
+    draws_.push_back(draws[i].skip == 0 ? cpu::Drawn{draw_ids[i], draw_values[i]} : cpu::Drawn{});
   }
   // Every kTop sequence got the largest top_n of the step: trim to what each asked for.
   size_t k = 0;

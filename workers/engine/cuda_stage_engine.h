@@ -83,6 +83,9 @@ class CudaStageEngine final : public StageEngine {
     float *head_in, *logits;
     int32_t* top_ids;  // logits_top's output for a block of head rows: [kHeadRows][kMaxTopLogits]
     float *top_values, *top_lse;
+    MoedCudaRowDraw* row_draws;  // logits_draw's parameters and output for a block of head rows
+    int32_t* draw_ids;
+    float* draw_values;
   };
   struct Group {  // consecutive sequences with the same token count, for the recurrent kernels
     int first_seq, n_seqs;
@@ -117,7 +120,8 @@ class CudaStageEngine final : public StageEngine {
   // Final norm and head of wanted rows [first, first + count) (count <= kHeadRows) into s_.logits.
   absl::Status Head(int64_t first, int64_t count);
   // The last stage's output of `n_wanted` head rows: full rows into *logits, and the rows of kTop
-  // sequences (row_top[i]) summarised on the device into tops_ (top_n best each).
+  // sequences (row_top[i]) summarised on the device into tops_ (top_n best each) and drawn from
+  // into draws_ where the sequence asked.
   absl::Status ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top, int top_n,
                             std::vector<float>* logits);
   // Runs `launches` through the graph captured for `key` (captured at its second use).
@@ -156,7 +160,8 @@ class CudaStageEngine final : public StageEngine {
   static constexpr int64_t kGemmMinTokens = 16;       // cuBLAS without the tensor-core products
   static constexpr int64_t kMoeGroupTokens = 2048;  // tokens per moe_grouped pass
   bool mma_ok_ = false;
-  bool top_ok_ = false;  // the library summarises logits rows (ABI 1.5); else the host does
+  bool top_ok_ = false;   // the library summarises logits rows (ABI 1.5); else the host does
+  bool draw_ok_ = false;  // the library draws from logits rows (ABI 1.6); else the host does
 
   bool gemm_ok_ = false;
   int32_t gemm_precision_ = MOED_CUDA_GEMM_F16;

@@ -57,10 +57,10 @@ absl::Status CudaStageEngine::FullAttention(const Layer& l, int64_t n) {
 absl::Status CudaStageEngine::DeltaNet(const Layer& l, const std::vector<Group>& groups, int64_t n) {
   const int64_t conv_dim = hp_.ssm_conv_dim(), inner = hp_.ssm_d_inner, key_dim = hp_.ssm_key_dim();
   const int64_t hv = hp_.ssm_dt_rank, dv = hp_.ssm_head_v_dim();
-  RETURN_IF_ERROR(MatMul(l.w_mix, s_.a, n, s_.mix, "gemv dnet in"));
-  RETURN_IF_ERROR(MatMul(l.w_z, s_.a, n, s_.z, "gemv dnet in"));
-  RETURN_IF_ERROR(MatMul(l.w_beta, s_.a, n, s_.beta_in, "gemv dnet in"));
-  RETURN_IF_ERROR(MatMul(l.w_alpha, s_.a, n, s_.alpha, "gemv dnet in"));
+  RETURN_IF_ERROR(MatMul(l.w_mix, s_.a, n, s_.mix, "gemv dnet in mix"));
+  RETURN_IF_ERROR(MatMul(l.w_z, s_.a, n, s_.z, "gemv dnet in z"));
+  RETURN_IF_ERROR(MatMul(l.w_beta, s_.a, n, s_.beta_in, "gemv dnet in beta/alpha"));
+  RETURN_IF_ERROR(MatMul(l.w_alpha, s_.a, n, s_.alpha, "gemv dnet in beta/alpha"));
   // The conv window and the delta-rule state run per sequence: one launch per group of sequences
   // with the same token count (a decode batch is one group).
   for (const Group& g : groups) {
@@ -116,11 +116,11 @@ absl::Status CudaStageEngine::Moe(const Layer& l, int64_t n) {
   const int64_t H = hp_.n_embd, K = hp_.n_expert_used;
   if (l.has_shared_expert) {
     const int64_t Fs = hp_.n_ff_shexp;
-    RETURN_IF_ERROR(MatMul(l.shared_gate, s_.a, n, s_.sh_g, "gemv shared"));
-    RETURN_IF_ERROR(MatMul(l.shared_up, s_.a, n, s_.sh_u, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_gate, s_.a, n, s_.sh_g, "gemv shared gate/up"));
+    RETURN_IF_ERROR(MatMul(l.shared_up, s_.a, n, s_.sh_u, "gemv shared gate/up"));
     RETURN_IF_ERROR(Check(api_.silu_mul(s_.sh_g, s_.sh_u, n * Fs, s_.sh_g, stream_), "silu_mul"));
-    RETURN_IF_ERROR(MatMul(l.shared_down, s_.sh_g, n, s_.sh_d, "gemv shared"));
-    RETURN_IF_ERROR(MatMul(l.shared_gate_inp, s_.a, n, s_.sh_logit, "gemv shared"));
+    RETURN_IF_ERROR(MatMul(l.shared_down, s_.sh_g, n, s_.sh_d, "gemv shared down"));
+    RETURN_IF_ERROR(MatMul(l.shared_gate_inp, s_.a, n, s_.sh_logit, "gemv shared gate_inp"));
     RETURN_IF_ERROR(Check(api_.add_rows(s_.x, s_.sh_d, s_.sh_logit, H, n, stream_), "add_rows"));
   }
   RETURN_IF_ERROR(MatMul(l.router, s_.a, n, s_.router, "gemv router"));

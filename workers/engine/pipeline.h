@@ -53,6 +53,7 @@ class Pipeline {
   absl::Status Forward(std::span<const SequenceStep> sequences, std::vector<float>* logits);
   // The last stage's summaries of the last Forward's kTop sequences (StageEngine::tops).
   const std::vector<cpu::TopLogits>& tops() const { return stages_.back()->tops(); }
+  const std::vector<cpu::Drawn>& draws() const { return stages_.back()->draws(); }
 
   absl::StatusOr<std::vector<SlotSnapshot>> Snapshot(int slot) const;
   absl::Status Restore(int slot, const std::vector<SlotSnapshot>& snapshot);

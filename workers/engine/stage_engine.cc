@@ -1,6 +1,7 @@
 #include "workers/engine/stage_engine.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -63,6 +64,16 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int
       return absl::InvalidArgumentError(
           absl::StrCat("slot ", s.slot, ": top_n ", s.top_n, " is outside [1, ", cpu::kMaxTopLogits, "]"));
     }
+    if (s.draw.has_value()) {
+      const cpu::RowDraw& d = *s.draw;
+      if (s.logits != LogitsWanted::kTop || n_vocab_ > cpu::kMaxDrawVocab || !(d.u >= 0.0 && d.u < 1.0) ||
+          !(d.inv_temperature > 0.0f) || std::isnan(d.log_min_p) || d.log_min_p > 0.0f) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slot ", s.slot, ": a draw needs kTop logits, a vocabulary of at most ", cpu::kMaxDrawVocab,
+            ", u in [0, 1), 1 / temperature > 0 and log(min_p) <= 0; got u ", d.u, ", 1 / temperature ",
+            d.inv_temperature, ", log(min_p) ", d.log_min_p));
+      }
+    }
     for (int32_t id : s.tokens) {
       if (id < 0 || id >= n_vocab_) {
         return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary [0, ", n_vocab_, ")"));
@@ -77,6 +88,7 @@ absl::Status StageEngine::BeginStep(std::span<const SequenceStep> sequences, int
   for (const SequenceStep& s : sequences) RETURN_IF_ERROR(cache_->Reserve(s.slot, static_cast<int64_t>(s.tokens.size())));
   rows->clear();
   tops_.clear();
+  draws_.clear();
   int64_t n = 0;
   for (const SequenceStep& s : sequences) {
     const int64_t count = static_cast<int64_t>(s.tokens.size());
@@ -95,6 +107,7 @@ void StageEngine::SummariseTops(std::span<const SequenceStep> sequences, std::ve
       const std::span<const float> row(logits->data() + in * V, V);
       if (s.logits == LogitsWanted::kTop) {
         tops_.push_back(cpu::TopOfLogits(row, s.top_n));
+        draws_.push_back(s.draw.has_value() ? cpu::DrawFromRow(row, *s.draw) : cpu::Drawn{});
       } else {
         if (out != in) std::copy(row.begin(), row.end(), logits->begin() + static_cast<std::ptrdiff_t>(out * V));
         ++out;

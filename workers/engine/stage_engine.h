@@ -12,6 +12,7 @@
 #define MOED_WORKERS_ENGINE_STAGE_ENGINE_H_
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,7 @@ namespace moed::engine {
 // What the last stage returns for a sequence: nothing, its last row of logits, all its rows, or
 // a summary of its last row (cpu::TopLogits: the top_n best logits and log-sum-exp), which is all
 // greedy sampling and log-probabilities need; a device then sends a few bytes instead of the row.
+// A kTop sequence may also ask for a draw over its row (cpu::DrawFromRow), made where the row is.
 enum class LogitsWanted { kNone, kLast, kAll, kTop };
 
 // One sequence's part of a step: n_tokens new tokens appended to the slot.
@@ -35,6 +37,7 @@ struct SequenceStep {
   std::vector<int32_t> tokens;  // the ids (all stages get them; only the first embeds them)
   LogitsWanted logits = LogitsWanted::kLast;
   int top_n = 1;  // kTop: how many of the best logits, 1..cpu::kMaxTopLogits
+  std::optional<cpu::RowDraw> draw = std::nullopt;  // kTop only: the draw's answer goes to draws()
 };
 
 enum class Backend { kCpu, kCuda };
@@ -66,9 +69,10 @@ class StageEngine {
   // [total_tokens][n_embd] activations from the previous stage (ignored by the first stage).
   // A middle stage writes its activations to hidden_out; the last stage writes to logits the rows
   // each kLast / kAll sequence asked for, in order ([rows][n_vocab]), and the summaries of the
-  // kTop sequences' rows to tops().
+  // kTop sequences' rows to tops() (and their draws to draws()).
   // Errors (nothing is changed): InvalidArgument for an unknown slot, an empty sequence, a token
-  // outside the vocabulary, a kTop top_n outside [1, cpu::kMaxTopLogits] or a hidden_in of the
+  // outside the vocabulary, a kTop top_n outside [1, cpu::kMaxTopLogits], a draw that is not kTop
+  // or has parameters out of range, or a hidden_in of the
   // wrong size; ResourceExhausted when the KV cache cannot hold the new tokens.
   virtual absl::Status Forward(std::span<const SequenceStep> sequences, std::span<const float> hidden_in,
                                std::vector<float>* hidden_out, std::vector<float>* logits) = 0;
@@ -97,6 +101,8 @@ class StageEngine {
   // The last stage's summaries of the last Forward's kTop sequences, in their order; valid until
   // the next Forward.
   const std::vector<cpu::TopLogits>& tops() const { return tops_; }
+  // Beside tops(): the draw of each kTop sequence that asked for one (else id -1).
+  const std::vector<cpu::Drawn>& draws() const { return draws_; }
 
   const StateCache& cache() const { return *cache_; }
   const StageWeights& weights() const { return weights_; }
@@ -121,7 +127,8 @@ class StageEngine {
   // for it; on success `rows` describes it.
   absl::Status BeginStep(std::span<const SequenceStep> sequences, int64_t hidden_in_floats, std::vector<Rows>* rows);
   // The host's way to answer kTop: `logits` holds a row for every sequence that wants any (kTop
-  // counted as kLast); the kTop rows are summarised into tops_ and removed from it.
+  // counted as kLast); the kTop rows are summarised into tops_ (and drawn from into draws_) and
+  // removed from it.
   void SummariseTops(std::span<const SequenceStep> sequences, std::vector<float>* logits);
 
   const Qwen35MoeHparams& hp_;
@@ -129,6 +136,7 @@ class StageEngine {
   StageWeights weights_;
   std::unique_ptr<StateCache> cache_;
   std::vector<cpu::TopLogits> tops_;
+  std::vector<cpu::Drawn> draws_;
 };
 
 }  // namespace moed::engine

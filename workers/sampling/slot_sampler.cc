@@ -75,16 +75,34 @@ SampledChoice SlotSampler::Sample(std::span<const float> logits, int top_n) {
   return choice;
 }
 
-bool SlotSampler::needs_only_top() const {
-  return params_.temperature <= 0.0f && params_.repetition_penalty == 1.0f && params_.presence_penalty == 0.0f &&
-         params_.frequency_penalty == 0.0f;
+SlotSampler::RowNeeds SlotSampler::Prepare(int64_t n_vocab, int top_logprobs) {
+  RowNeeds needs;
+  const cpu::SamplingParams& p = params_;
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) return needs;
+  const bool greedy = p.temperature <= 0.0f;
+  const bool top_k = !greedy && p.top_k > 0 && p.top_k <= kMaxTopLogprobs && p.top_k < n_vocab;
+  const bool whole_row =
+      !greedy && (p.top_k == 0 || p.top_k >= n_vocab) && p.top_p >= 1.0f && n_vocab <= cpu::kMaxDrawVocab;
+  if (!greedy && !top_k && !whole_row) return needs;
+  needs.summary_only = true;
+  needs.top_n = std::clamp(std::max(top_logprobs, top_k ? p.top_k : 1), 1, kMaxTopLogprobs);
+  if (whole_row) needs.draw = sampler_.NextRowDraw();
+  return needs;
 }
 
-SampledChoice SlotSampler::SampleFromTop(const cpu::TopLogits& top, int top_n) {
+SampledChoice SlotSampler::SampleFromSummary(const cpu::TopLogits& top, const cpu::Drawn* drawn, int top_n) {
   SampledChoice choice;
-  if (top.best.empty()) return choice;
-  choice.token = top.best[0].first;
-  ChoiceFromTop(top, top.best[0].second, top_n, &choice);
+  float logit = kNegInf;
+  if (drawn != nullptr) {
+    choice.token = drawn->id, logit = drawn->logit;
+  } else if (!top.best.empty()) {
+    const size_t k = params_.temperature > 0.0f ? static_cast<size_t>(params_.top_k) : 1;
+    choice.token = sampler_.SampleTopK(std::span(top.best).first(std::min(k, top.best.size())));
+    for (const auto& [id, value] : top.best) {
+      if (id == choice.token) logit = value;
+    }
+  }
+  ChoiceFromTop(top, logit, top_n, &choice);
   return choice;
 }
 

@@ -10,6 +10,7 @@
 #define MOED_WORKERS_SAMPLING_SLOT_SAMPLER_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -54,11 +55,21 @@ class SlotSampler {
   // and the top_n alternatives. Does not append the drawn token: it is fed back next step.
   SampledChoice Sample(std::span<const float> logits, int top_n);
 
-  // Whether Sample needs no more of a row than its summary (cpu::TopOfLogits): greedy without
-  // penalties. Then SampleFromTop, given the summary's max(1, top_n) best, returns what Sample
-  // would, without the row crossing from the device.
-  bool needs_only_top() const;
-  SampledChoice SampleFromTop(const cpu::TopLogits& top, int top_n);
+  // Before a step: what the next draw needs from its row of n_vocab logits. With summary_only the
+  // row's summary (cpu::TopOfLogits with top_n best) is enough: greedy, or top-k of at most
+  // kMaxTopLogprobs without top-p (the chain then runs on the k best exactly as on the row). With
+  // a draw too, the row is drawn from where it is (cpu::DrawFromRow): no top-k or top-p; this
+  // advances the generator as Sample would. Otherwise (penalties, top-p or top-k beyond the
+  // summary) the row itself is needed.
+  struct RowNeeds {
+    bool summary_only = false;
+    int top_n = 1;
+    std::optional<cpu::RowDraw> draw;
+  };
+  RowNeeds Prepare(int64_t n_vocab, int top_logprobs);
+  // After a summary_only step: what Sample would return on the row the summary came from; drawn
+  // is the answer to the draw Prepare asked for (else null).
+  SampledChoice SampleFromSummary(const cpu::TopLogits& top, const cpu::Drawn* drawn, int top_n);
 
  private:
   cpu::SamplingParams params_;

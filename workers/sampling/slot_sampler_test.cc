@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -81,26 +82,66 @@ TEST(SlotSamplerTest, NanAndAllMaskedLogits) {
   EXPECT_EQ(d.logprob, -inf);
 }
 
-TEST(SlotSamplerTest, GreedyWithoutPenaltiesNeedsOnlyTheRowsTop) {
-  cpu::SamplingParams p = Greedy();
-  EXPECT_TRUE(SlotSampler(p).needs_only_top());
-  p.presence_penalty = 0.5f;
-  EXPECT_FALSE(SlotSampler(p).needs_only_top());
-  EXPECT_FALSE(SlotSampler(cpu::SamplingParams{}).needs_only_top());  // temperature 1 draws
-
-  // From the row's summary, the same choice as from the row: ties, NaN and -inf included.
+// A sampler fed summaries (what a device sends) against one with the same seed fed whole rows.
+void ExpectSummariesGiveWhatRowsGive(const cpu::SamplingParams& p, int top_logprobs) {
+  SCOPED_TRACE(testing::Message() << "temperature " << p.temperature << " top_k " << p.top_k << " min_p " << p.min_p
+                                  << " top_logprobs " << top_logprobs);
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  SlotSampler from_rows(p), from_summaries(p);
   std::vector<float> logits(300);
-  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 37) % 101) / 7.0f;
-  logits[5] = nan, logits[7] = -inf;
-  for (int top_n : {0, 1, 5, kMaxTopLogprobs}) {
-    SlotSampler s(Greedy());
-    const SampledChoice want = s.Sample(logits, top_n);
-    const SampledChoice got = s.SampleFromTop(cpu::TopOfLogits(logits, std::max(top_n, 1)), top_n);
-    EXPECT_EQ(got.token, want.token);
+  for (int step = 0; step < 40; ++step) {
+    for (size_t i = 0; i < logits.size(); ++i) {
+      logits[i] = static_cast<float>((i * 37 + static_cast<size_t>(step) * 11) % 101) / 19.0f;
+    }
+    logits[5] = nan, logits[7] = -inf, logits[9] = logits[10];  // NaN, -inf and ties
+    const SlotSampler::RowNeeds needs = from_summaries.Prepare(static_cast<int64_t>(logits.size()), top_logprobs);
+    ASSERT_TRUE(needs.summary_only);
+    const cpu::TopLogits top = cpu::TopOfLogits(logits, needs.top_n);
+    std::optional<cpu::Drawn> drawn;
+    if (needs.draw.has_value()) drawn = cpu::DrawFromRow(logits, *needs.draw);
+    const SampledChoice want = from_rows.Sample(logits, top_logprobs);
+    const SampledChoice got = from_summaries.SampleFromSummary(top, drawn ? &*drawn : nullptr, top_logprobs);
+    ASSERT_EQ(got.token, want.token) << "step " << step;
     EXPECT_EQ(got.logprob, want.logprob);
-    EXPECT_EQ(got.top, want.top) << top_n;
+    EXPECT_EQ(got.top, want.top);
   }
+}
+
+TEST(SlotSamplerTest, SummariesGiveWhatRowsGive) {
+  ExpectSummariesGiveWhatRowsGive(Greedy(), 0);
+  ExpectSummariesGiveWhatRowsGive(Greedy(), kMaxTopLogprobs);
+  cpu::SamplingParams qwen;  // Qwen3.5's suggested sampling: top-k 20 with top-p, on the summary
+  qwen.temperature = 0.7f, qwen.top_k = 20, qwen.top_p = 0.8f, qwen.seed = 7;
+  ExpectSummariesGiveWhatRowsGive(qwen, 0);
+  ExpectSummariesGiveWhatRowsGive(qwen, 3);
+  cpu::SamplingParams top_k_min_p;
+  top_k_min_p.temperature = 1.5f, top_k_min_p.top_k = 5, top_k_min_p.min_p = 0.2f, top_k_min_p.seed = 8;
+  ExpectSummariesGiveWhatRowsGive(top_k_min_p, 1);
+  cpu::SamplingParams whole_row;  // OpenAI's defaults: the whole row, drawn where it is
+  whole_row.seed = 9;
+  ExpectSummariesGiveWhatRowsGive(whole_row, 0);
+  whole_row.temperature = 0.6f, whole_row.min_p = 0.05f;
+  ExpectSummariesGiveWhatRowsGive(whole_row, 5);
+}
+
+TEST(SlotSamplerTest, PenaltiesTopPAndLargeTopKNeedTheRow) {
+  cpu::SamplingParams p = Greedy();
+  EXPECT_TRUE(SlotSampler(p).Prepare(300, 0).summary_only);
+  p.presence_penalty = 0.5f;
+  EXPECT_FALSE(SlotSampler(p).Prepare(300, 0).summary_only);
+  p = {};
+  p.top_p = 0.9f;
+  EXPECT_FALSE(SlotSampler(p).Prepare(300, 0).summary_only);
+  p.top_k = kMaxTopLogprobs + 1;
+  EXPECT_FALSE(SlotSampler(p).Prepare(300, 0).summary_only);
+  p.top_k = kMaxTopLogprobs;
+  const SlotSampler::RowNeeds needs = SlotSampler(p).Prepare(300, 2);
+  EXPECT_TRUE(needs.summary_only);
+  EXPECT_EQ(needs.top_n, kMaxTopLogprobs);
+  EXPECT_FALSE(needs.draw.has_value());
+  // A top-k as long as the row keeps everything: the row is drawn from as a whole.
+  p.top_p = 1.0f, p.top_k = 5;
+  EXPECT_TRUE(SlotSampler(p).Prepare(5, 0).draw.has_value());
 }
 
 TEST(SlotSamplerTest, SameSeedSameTokens) {
