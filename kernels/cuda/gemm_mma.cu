@@ -18,6 +18,7 @@
 //   4. moe_combine (gemm.cu): y[t] += sum over slots in slot order of weight * row. Each row is
 //      computed independently of its tile-mates, so results do not depend on the row order the
 //      group kernel's atomics pick: deterministic.
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -232,7 +233,13 @@ struct InputStage {
 // and for input row (tid >> 2) < kTT; warp w multiplies weight rows [16 w, 16 w + 16) by all kTT
 // inputs. kTT = 8 serves decode batches, whose experts get a row or two each: a 32-row tile would
 // mostly multiply zeros, and its shared-memory traffic is what limits the kernel (NOTES.md).
-template <class Q, bool kGateUp, class XT, int kTT>
+//
+// kSplit > 1 (dense products, Hopper): the kSplit CTAs of a thread-block cluster along z take
+// consecutive slices of K, and rank 0 adds the others' accumulators, in rank order, through
+// distributed shared memory: deterministic, one launch, no global scratch. A CTA walks its
+// stages one after another with one stage of loads in flight, so a matrix of few output tiles
+// and a long K is bound by that chain's latency, not by bandwidth (NOTES.md, seventh slice).
+template <class Q, bool kGateUp, class XT, int kTT, int kSplit = 1>
 __global__ void __launch_bounds__(kThreads) MmaKernel(MmaParams p) {
   constexpr int kMats = kGateUp ? 2 : 1;
   __shared__ __align__(16) __half ws[kMats][kTileRows * kPitch];
@@ -268,15 +275,28 @@ __global__ void __launch_bounds__(kThreads) MmaKernel(MmaParams p) {
 
   float acc[kMats][kTT / 8][4] = {};
   const int n_units = p.n_in / 32, n_stages = (n_units + kStageK / 32 - 1) / (kStageK / 32);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int kSlices = kSplit;
+#else
+  // A build without clusters (the compute_80 PTX, JIT-compiled on a newer GPU that passes the
+  // host's Hopper check): z-rank 0 computes the whole product, the others have nothing to do.
+  constexpr int kSlices = 1;
+  if (kSplit > 1 && blockIdx.z != 0) return;
+#endif
+  const int per_split = (n_stages + kSlices - 1) / kSlices;
+  const int stage_begin = min(n_stages, static_cast<int>(blockIdx.z) * per_split);
+  const int stage_end = min(n_stages, stage_begin + per_split);
   WeightStage<Q> wst[kMats][2];
   InputStage<XT> xst;
+  if (stage_begin < stage_end) {
 #pragma unroll
-  for (int m = 0; m < kMats; ++m) {
+    for (int m = 0; m < kMats; ++m) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) wst[m][h].Load(wrow[m][h], 0, part, n_units);
+      for (int h = 0; h < 2; ++h) wst[m][h].Load(wrow[m][h], stage_begin, part, n_units);
+    }
+    xst.Load(xrow, stage_begin, part, n_units);
   }
-  xst.Load(xrow, 0, part, n_units);
-  for (int stage = 0; stage < n_stages; ++stage) {
+  for (int stage = stage_begin; stage < stage_end; ++stage) {
     __syncthreads();  // the previous stage's fragments are read
 #pragma unroll
     for (int m = 0; m < kMats; ++m) {
@@ -285,7 +305,7 @@ __global__ void __launch_bounds__(kThreads) MmaKernel(MmaParams p) {
     }
     if (srow < kTT) xst.Store(&xs[srow * kPitch], part);
     __syncthreads();
-    if (stage + 1 < n_stages) {
+    if (stage + 1 < stage_end) {
 #pragma unroll
       for (int m = 0; m < kMats; ++m) {
 #pragma unroll
@@ -313,6 +333,35 @@ __global__ void __launch_bounds__(kThreads) MmaKernel(MmaParams p) {
         for (int m = 0; m < kMats; ++m) Mma(acc[m][nt], a[m], b0, b1);
       }
     }
+  }
+
+  if constexpr (kSplit > 1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    static_assert(!kGateUp && kTT / 8 * 4 * kThreads * sizeof(float) <= sizeof(ws[0]));
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    float* red = reinterpret_cast<float*>(&ws[0][0]);
+    __syncthreads();  // the last stage's fragments are read
+#pragma unroll
+    for (int nt = 0; nt < kTT / 8; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[(4 * nt + i) * kThreads + tid] = acc[0][nt][i];
+    }
+    cluster.sync();
+    const bool leader = cluster.block_rank() == 0;
+    if (leader) {
+      for (int r = 1; r < kSplit; ++r) {
+        const float* other = cluster.map_shared_rank(red, r);
+#pragma unroll
+        for (int nt = 0; nt < kTT / 8; ++nt) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[0][nt][i] += other[(4 * nt + i) * kThreads + tid];
+        }
+      }
+    }
+    cluster.sync();  // every CTA's shared memory lives until the leader has read it
+    if (!leader) return;
+#endif
   }
 
   // Fragment element i of n-tile nt: weight row 16 warp + g (+8 for i >= 2), input row 8 nt + 2 t4 + (i & 1).
@@ -438,6 +487,33 @@ int Launch(const MmaParams& p, unsigned tiles, cudaStream_t stream, const char* 
   return FailCuda(cudaGetLastError(), what);
 }
 
+// The dense product in clusters of kSplitK CTAs along K (MmaKernel's kSplit).
+constexpr int kSplitK = 4;
+template <class Q>
+int LaunchSplitK(const MmaParams& p, unsigned tiles, cudaStream_t stream, const char* what) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>((p.n_out + kTileRows - 1) / kTileRows), tiles, kSplitK);
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  cudaLaunchAttribute cluster = {};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = kSplitK;
+  config.attrs = &cluster, config.numAttrs = 1;
+  return FailCuda(cudaLaunchKernelEx(&config, MmaKernel<Q, false, float, kTileTokens, kSplitK>, p), what);
+}
+
+// Whether a dense product should split K: its output tiles fill at most half the SMs (so the
+// split CTAs still fit in one wave) and K has stages enough to split; clusters need Hopper.
+bool SplitK(int64_t ctas, int64_t n_in) {
+  int device = 0, major = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    return false;
+  }
+  return major >= 9 && 2 * ctas <= sms && n_in / kStageK >= 2 * kSplitK;
+}
+
 }  // namespace
 
 int MoeGroupedScratchBytes(int64_t n_tokens, int32_t top_k, int64_t n_embd, int64_t n_ff, int64_t n_expert,
@@ -551,7 +627,11 @@ int GemmMmaLaunch(const MoedCudaGemvArgs& a, void* stream) {
     p.n_in = static_cast<int>(a.n_in), p.n_out = static_cast<int>(a.n_out);
     p.x = a.x, p.y = a.y, p.n_rows = a.n_tokens;
     const auto tiles = static_cast<unsigned>((a.n_tokens + kTileTokens - 1) / kTileTokens);
-    return Launch<Q, false, float>(p, tiles, static_cast<cudaStream_t>(stream), "gemm_mma launch");
+    const auto s = static_cast<cudaStream_t>(stream);
+    if (SplitK(static_cast<int64_t>(tiles) * ((a.n_out + kTileRows - 1) / kTileRows), a.n_in)) {
+      return LaunchSplitK<Q>(p, tiles, s, "gemm_mma launch (split K)");
+    }
+    return Launch<Q, false, float>(p, tiles, s, "gemm_mma launch");
   });
 }
 

@@ -232,6 +232,9 @@ absl::Status CudaStageEngine::Init() {
   draw_ok_ = lib_->HasLogitsDraw();
   // The tensor-core products round to F16 like the F16 gemm: only where the engine runs F16.
   mma_ok_ = lib_->HasMma() && gemm_mode_ == CudaGemm::kF16 && hp_.n_expert <= 1024;
+  MoedCudaDeviceInfo info{};
+  RETURN_IF_ERROR(Check(api_.device_info(device_, &info), "device_info"));
+  mma_splits_k_ = info.compute_major >= 9;
   MOED_LOG(INFO) << "batch matrix products: "
                  << (mma_ok_ ? "tensor cores on the quantized blocks (F16), experts grouped on the device" : "GEMV")
                  << "; long prefills: "
@@ -657,9 +660,11 @@ absl::Status CudaStageEngine::MatMul(const Matrix& w, const float* x, int64_t n_
   const bool cublas = use_gemm_ && n_tokens >= kGemmMinTokens && w.n_in % 32 == 0 && w.n_in * w.n_out <= gemm_w_halves_;
   // Tensor cores for batches, on matrices with rows enough to spread over the GPU: a narrow one (the
   // DeltaNet's 32-row beta and alpha projections) would be a single CTA walking all of K. gemm_mma
-  // runs ceil(n_out / 64) x ceil(n_tokens / 32) CTAs, so up to 2,048 rows it leaves most SMs idle
-  // below 32 tokens, where the GEMV measured faster (kernels/cuda/NOTES.md, sixth slice).
-  const bool wide_enough = w.n_out >= kMmaMinRows && (w.n_out > kMmaNarrowRows || n_tokens >= kMmaNarrowMinTokens);
+  // runs ceil(n_out / 64) x ceil(n_tokens / 32) CTAs; before Hopper, where it cannot split K over
+  // a cluster, up to 2,048 rows that leaves most SMs idle below 32 tokens, and the GEMV measured
+  // faster there (kernels/cuda/NOTES.md, sixth and seventh slices).
+  const bool wide_enough =
+      w.n_out >= kMmaMinRows && (mma_splits_k_ || w.n_out > kMmaNarrowRows || n_tokens >= kMmaNarrowMinTokens);
   if (mma_ok_ && !f32 && n_tokens >= kMmaMinTokens && w.n_in % 32 == 0 && wide_enough &&
       !(cublas && n_tokens >= kCublasMinTokens)) {
     MoedCudaGemvArgs a{};

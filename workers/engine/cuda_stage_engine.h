@@ -154,14 +154,15 @@ class CudaStageEngine final : public StageEngine {
   // there (kernels/cuda/NOTES.md, fifth slice).
   static constexpr int64_t kMmaMinTokens = 8;
   static constexpr int64_t kMmaMinRows = 256;
-  static constexpr int64_t kMmaNarrowRows = 2048;       // matrices of at most this many rows ...
-  static constexpr int64_t kMmaNarrowMinTokens = 32;    // ... take gemm_mma from this many tokens
+  static constexpr int64_t kMmaNarrowRows = 2048;       // without a split K, matrices of at most
+  static constexpr int64_t kMmaNarrowMinTokens = 32;    // this many rows take gemm_mma from this many tokens
   static constexpr int64_t kCublasMinTokens = 128;
   static constexpr int64_t kGemmMinTokens = 16;       // cuBLAS without the tensor-core products
   static constexpr int64_t kMoeGroupTokens = 2048;  // tokens per moe_grouped pass
   bool mma_ok_ = false;
   bool top_ok_ = false;   // the library summarises logits rows (ABI 1.5); else the host does
   bool draw_ok_ = false;  // the library draws from logits rows (ABI 1.6); else the host does
+  bool mma_splits_k_ = false;  // Hopper: gemm_mma splits K of narrow products over a cluster
 
   bool gemm_ok_ = false;
   int32_t gemm_precision_ = MOED_CUDA_GEMM_F16;
