@@ -1,7 +1,7 @@
 // Host cost of sampling one row of Qwen3.5's 248,320 logits, as the last stage's worker pays it per
 // sequence and step: SlotSampler::Sample (the draw, then ComputeLogprobs) for greedy and sampled
-// parameters, and cpu::TopOfLogits (what a CUDA stage computes on the device for greedy rows:
-// logits_top, kernels/cuda/NOTES.md, sixth slice).
+// parameters, and cpu::TopOfLogits and cpu::DrawFromRow (what a CUDA stage computes on the device
+// instead: logits_top and logits_draw, kernels/cuda/NOTES.md, sixth and seventh slices).
 #include <cmath>
 #include <random>
 #include <vector>
@@ -43,10 +43,18 @@ void BM_TopOfLogits(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(moed::cpu::TopOfLogits(row, 1).best[0].first);
 }
 
+void BM_DrawFromRow(benchmark::State& state) {
+  const std::vector<float> row = Row();
+  moed::cpu::RowDraw draw;
+  draw.u = 0.5;
+  for (auto _ : state) benchmark::DoNotOptimize(moed::cpu::DrawFromRow(row, draw).id);
+}
+
 BENCHMARK_CAPTURE(BM_Sample, greedy, Params(0.0f, 1.0f))->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Sample, temperature_1, Params(1.0f, 1.0f))->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Sample, temperature_0_7_top_p_0_9, Params(0.7f, 0.9f))->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TopOfLogits)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DrawFromRow)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

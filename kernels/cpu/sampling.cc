@@ -8,6 +8,7 @@
 #include "kernels/cpu/sampling.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -207,7 +208,10 @@ uint64_t DrawWeight(float x) {
   constexpr float kSmallest = -27.7f;  // exp(-27.7) < 2^-40: truncates to 0 anyway
   if (!(x > kSmallest)) return 0;       // also NaN
   const double xd = x;
-  const double n = std::nearbyint(xd * kLog2e);
+  // Round to nearest even by adding and subtracting 1.5 * 2^52 (exact for |v| < 2^51, and inline,
+  // where std::nearbyint is a libm call without SSE4.1); the device's rint gives the same n.
+  constexpr double kRound = 0x1.8p52;
+  const double n = (xd * kLog2e + kRound) - kRound;
   const double r = (xd - n * kLn2Hi) - n * kLn2Lo;
   double p = 1.0 / 5040;
   p = p * r + 1.0 / 720;
@@ -218,7 +222,8 @@ uint64_t DrawWeight(float x) {
   p = p * r + 1.0;
   p = p * r + 1.0;
   // n is in [-40, 0], so 2^(n + 40) is exact and so is the product: only the truncation rounds.
-  return static_cast<uint64_t>(p * std::ldexp(1.0, static_cast<int>(n) + kDrawWeightBits));
+  const auto scale = std::bit_cast<double>(static_cast<uint64_t>(static_cast<int>(n) + kDrawWeightBits + 1023) << 52);
+  return static_cast<uint64_t>(p * scale);
 }
 
 Drawn DrawFromRow(std::span<const float> logits, const RowDraw& draw) {

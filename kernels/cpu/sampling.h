@@ -52,7 +52,8 @@ inline constexpr int64_t kMaxDrawVocab = int64_t{1} << 23;
 // A weight exp(x) (x <= 0) as the integer floor(exp(x) * 2^40); 0 below 2^-40.
 uint64_t DrawWeight(float x);
 // REQUIRES: logits.size() <= kMaxDrawVocab. Without a finite maximum (all -inf/NaN, or +inf
-// present), or with a zero total, the answer is the argmax (Argmax's tie rule).
+// present), or with a zero total, the answer is the argmax, NaN counted as -inf and ties to the
+// lower id (TopOfLogits' best[0]).
 Drawn DrawFromRow(std::span<const float> logits, const RowDraw& draw);
 
 // One sequence's sampler: owns its random state, so the same seed and logits give the same tokens.

@@ -57,10 +57,10 @@ class SlotSampler {
 
   // Before a step: what the next draw needs from its row of n_vocab logits. With summary_only the
   // row's summary (cpu::TopOfLogits with top_n best) is enough: greedy, or top-k of at most
-  // kMaxTopLogprobs without top-p (the chain then runs on the k best exactly as on the row). With
-  // a draw too, the row is drawn from where it is (cpu::DrawFromRow): no top-k or top-p; this
-  // advances the generator as Sample would. Otherwise (penalties, top-p or top-k beyond the
-  // summary) the row itself is needed.
+  // kMaxTopLogprobs, with any top-p and min-p (the chain then runs on the k best exactly as on the
+  // row). With a draw too, the row is drawn from where it is (cpu::DrawFromRow): no top-k or
+  // top-p; this advances the generator as Sample would. Otherwise (penalties, top-p without
+  // top-k, top-k beyond the summary) the row itself is needed.
   struct RowNeeds {
     bool summary_only = false;
     int top_n = 1;
