@@ -87,6 +87,15 @@ std::vector<pid_t> Children() {
 
 bool Gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
 
+// The state letter of /proc/PID/stat ('R', 'S', 'T' stopped, 'Z' zombie...), or 0 when gone.
+char ProcState(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return 0;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 ? line[close + 2] : 0;
+}
+
 cpu::SamplingParams Greedy() {
   cpu::SamplingParams p;
   p.temperature = 0.0f;
@@ -412,6 +421,10 @@ TEST(WorkerPoolTest, FrozenWorkerFailsItsHealthCheckAndIsReplaced) {
   ASSERT_TRUE(pool->OpenSlot(0, Greedy()).ok());
   const pid_t frozen = pool->WorkerPidsForTest()[1];
   ASSERT_EQ(kill(frozen, SIGSTOP), 0);
+  // The signal takes effect asynchronously: on a loaded machine a step could otherwise slip
+  // through before the stage stops.
+  for (int i = 0; i < 200 && ProcState(frozen) != 'T'; ++i) usleep(10000);
+  ASSERT_EQ(ProcState(frozen), 'T');
   // The step waits for the stopped stage until the supervisor kills it; then it fails.
   auto step = pool->Step(std::vector<StepSequence>{{0, {4, 5}, true, 0}});
   EXPECT_EQ(step.status().code(), absl::StatusCode::kUnavailable) << step.status();
@@ -498,12 +511,8 @@ TEST(WorkerPoolTest, AWorkerStopsWhenItsParentDies) {
   ASSERT_EQ(std::fscanf(shell, "%d", &pid), 1);
   pclose(shell);
   auto stopped = [pid] {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return true;  // gone
-    const size_t close = line.rfind(')');
-    return close != std::string::npos && line.size() > close + 2 &&
-           line[close + 2] == 'Z';  // exited
+    const char state = ProcState(pid);
+    return state == 0 || state == 'Z';  // gone, or exited
   };
   for (int i = 0; i < 200 && !stopped(); ++i) usleep(50000);
   EXPECT_TRUE(stopped());
