@@ -10,8 +10,8 @@
 // lower id, as on the CPU.
 //
 // logits_draw: cpu::DrawFromRow on the device, bit for bit (sampling.h says why it can be): the
-// same double operations in the same order for each weight (the _rn intrinsics forbid FMA
-// contraction), integer sums, and the same first crossing. One CTA per row: the row's maximum;
+// same rounded double operations in the same order for each weight (the _rn intrinsics forbid
+// FMA contraction), integer sums, and the same first crossing. One CTA per row: the row's maximum;
 // then the row cut into at most 1,024 chunks of 32 J elements, each summed by one warp (coalesced
 // loads); warp 0 finds the chunk where the cumulative sum crosses the target and scans it 32
 // elements at a time.
@@ -160,7 +160,8 @@ constexpr int kDrawThreads = 512;
 constexpr int kDrawChunks = 1024;  // at most this many chunks per row
 constexpr int64_t kMaxDrawVocab = int64_t{1} << 23;  // cpu::kMaxDrawVocab
 
-// cpu::DrawWeight's operations, one by one.
+// cpu::DrawWeight's operations, one by one (rint here, an add and subtract of 1.5 * 2^52 there:
+// both round to nearest even, so n is the same).
 __device__ __forceinline__ uint64_t DrawWeight(float x) {
   constexpr double kLog2e = 1.4426950408889634;
   constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;

@@ -83,8 +83,8 @@ class CudaStageEngine final : public StageEngine {
     float *head_in, *logits;
     int32_t* top_ids;  // logits_top's output for a block of head rows: [kHeadRows][kMaxTopLogits]
     float *top_values, *top_lse;
-    MoedCudaRowDraw* row_draws;  // logits_draw's parameters and output for a block of head rows
-    int32_t* draw_ids;
+    MoedCudaRowDraw* row_draws;  // logits_draw's parameters for a block of head rows ...
+    int32_t* draw_ids;           // ... and its output
     float* draw_values;
   };
   struct Group {  // consecutive sequences with the same token count, for the recurrent kernels
