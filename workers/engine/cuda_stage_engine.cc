@@ -472,19 +472,25 @@ absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, Devic
     RETURN_IF_ERROR(upload(s_.x, hidden_in.data, hidden_in.floats * sizeof(float)));
   }
 
-  // The rows whose logits are wanted (the last stage only), in the order they are returned, and
-  // which of them are summarised (kTop).
+  // The rows whose logits are wanted (the last stage only), in the order they are returned, which
+  // of them are summarised (kTop), and their draws (skip: none).
   std::vector<int32_t> wanted;
   std::vector<bool> row_top;
+  std::vector<MoedCudaRowDraw> row_draws;
   int top_n = 1;
   for (size_t i = 0; i < rows.size() && is_last(); ++i) {
+    const SequenceStep& s = sequences[i];
     int64_t begin = rows[i].begin, count = rows[i].count;
-    if (sequences[i].logits == LogitsWanted::kNone) continue;
-    if (sequences[i].logits != LogitsWanted::kAll) begin += count - 1, count = 1;
-    if (sequences[i].logits == LogitsWanted::kTop) top_n = std::max(top_n, sequences[i].top_n);
+    if (s.logits == LogitsWanted::kNone) continue;
+    if (s.logits != LogitsWanted::kAll) begin += count - 1, count = 1;
+    if (s.logits == LogitsWanted::kTop) top_n = std::max(top_n, s.top_n);
+    MoedCudaRowDraw draw{};
+    draw.skip = 1;
+    if (s.draw.has_value()) draw = {s.draw->inv_temperature, s.draw->log_min_p, s.draw->u, 0, 0};
     for (int64_t t = begin; t < begin + count; ++t) {
       wanted.push_back(static_cast<int32_t>(t));
-      row_top.push_back(sequences[i].logits == LogitsWanted::kTop);
+      row_top.push_back(s.logits == LogitsWanted::kTop);
+      row_draws.push_back(draw);
     }
   }
   if (!wanted.empty()) RETURN_IF_ERROR(upload(s_.gather, wanted.data(), wanted.size() * 4));
@@ -510,28 +516,15 @@ absl::Status CudaStageEngine::Run(std::span<const SequenceStep> sequences, Devic
     }
     return Check(api_.stream_synchronize(stream_), "step");
   }
-  return ReturnLogits(sequences, row_top, top_n, logits);
+  return ReturnLogits(sequences, row_top, row_draws, top_n, logits);
 }
 
 absl::Status CudaStageEngine::ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top,
-                                           int top_n, std::vector<float>* logits) {
+                                           const std::vector<MoedCudaRowDraw>& draws, int top_n,
+                                           std::vector<float>* logits) {
   const auto n_wanted = static_cast<int64_t>(row_top.size());
-  // The draw parameters of each wanted row, in row order (skip: no draw).
-  std::vector<MoedCudaRowDraw> draws;
-  bool any_draw = false;
-  for (const SequenceStep& s : sequences) {
-    if (s.logits == LogitsWanted::kNone) continue;
-    const size_t count = s.logits == LogitsWanted::kAll ? s.tokens.size() : 1;
-    for (size_t r = 0; r < count; ++r) {
-      MoedCudaRowDraw d{};
-      d.skip = 1;
-      if (s.draw.has_value()) {
-        d = {s.draw->inv_temperature, s.draw->log_min_p, s.draw->u, 0, 0};
-        any_draw = true;
-      }
-      draws.push_back(d);
-    }
-  }
+  const bool any_draw =
+      std::any_of(draws.begin(), draws.end(), [](const MoedCudaRowDraw& d) { return d.skip == 0; });
   // Without logits_top (a library older than 1.5), or a draw without logits_draw (older than
   // 1.6), every row crosses and the host summarises.
   const bool on_device = top_ok_ && (draw_ok_ || !any_draw) && top_n <= n_vocab_ &&

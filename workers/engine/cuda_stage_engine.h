@@ -121,9 +121,9 @@ class CudaStageEngine final : public StageEngine {
   absl::Status Head(int64_t first, int64_t count);
   // The last stage's output of `n_wanted` head rows: full rows into *logits, and the rows of kTop
   // sequences (row_top[i]) summarised on the device into tops_ (top_n best each) and drawn from
-  // into draws_ where the sequence asked.
-  absl::Status ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top, int top_n,
-                            std::vector<float>* logits);
+  // into draws_ where draws[i] asks.
+  absl::Status ReturnLogits(std::span<const SequenceStep> sequences, const std::vector<bool>& row_top,
+                            const std::vector<MoedCudaRowDraw>& draws, int top_n, std::vector<float>* logits);
   // Runs `launches` through the graph captured for `key` (captured at its second use).
   using GraphKey = std::tuple<int64_t, int32_t, int64_t>;  // tokens, max position, wanted rows
   absl::Status Replay(const GraphKey& key, const std::function<absl::Status()>& launches);
